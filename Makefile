@@ -1,0 +1,127 @@
+# cdn-node build. `make` builds build/cdn-node; `make check` runs every test (release + ASan/UBSan);
+# `make run` starts a two-tier setup on loopback. See README.md.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKGS    := libuv openssl yaml-0.1 lmdb
+
+CSTD    := -std=c17 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+           -Wwrite-strings -Wformat=2 -Wundef -Wvla -Wno-unused-parameter
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+BASE_CFLAGS = $(CSTD) $(WARN) -I. -g -fno-omit-frame-pointer -MMD -MP $(PKG_CFLAGS)
+SAN     ?= address,undefined
+SANFLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=undefined
+
+REL_CFLAGS := -O2 $(BASE_CFLAGS)
+SAN_CFLAGS := -O1 $(BASE_CFLAGS) $(SANFLAGS)
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CORE_SRCS := $(wildcard lib/*.c) $(wildcard cache/*.c) $(wildcard roles/*.c)
+CMD_SRCS  := $(wildcard cmd/*.c)
+UNIT_SRCS := $(wildcard test/unit/*.c)
+FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst test/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
+
+# $(call objs,variant,sources)
+objs = $(patsubst %.c,build/$(1)/obj/%.o,$(2))
+
+REL_CORE := $(call objs,rel,$(CORE_SRCS))
+SAN_CORE := $(call objs,san,$(CORE_SRCS))
+
+.PHONY: all deps check run install clean unit e2e fuzz-replay asan layering format format-check fuzz bench
+
+all: deps build/cdn-node build/origin
+
+deps:
+	@sh scripts/deps.sh
+
+build/rel/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) -DCDN_VERSION='"$(VERSION)"' -c $< -o $@
+
+build/san/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -DCDN_VERSION='"$(VERSION)"' -c $< -o $@
+
+build/cdn-node: $(REL_CORE) $(call objs,rel,$(CMD_SRCS))
+	$(CC) -o $@ $^ $(PKG_LIBS)
+
+build/san/cdn-node: $(SAN_CORE) $(call objs,san,$(CMD_SRCS))
+	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/origin: build/rel/obj/test/origin/origin.o $(REL_CORE)
+	$(CC) -o $@ $^ $(PKG_LIBS)
+
+build/test-unit: $(call objs,rel,$(UNIT_SRCS)) $(REL_CORE)
+	$(CC) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+
+build/san/test-unit: $(call objs,san,$(UNIT_SRCS)) $(SAN_CORE)
+	$(CC) $(SANFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS)
+
+# Fuzz targets built with gcc and a replay main (test/fuzz/replay.c) that runs every corpus file.
+build/san/fuzz-%: build/san/obj/test/fuzz/fuzz_%.o build/san/obj/test/fuzz/replay.o $(SAN_CORE)
+	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
+
+unit: deps build/test-unit build/san/test-unit
+	CK_DEFAULT_TIMEOUT=30 ./build/test-unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 CK_DEFAULT_TIMEOUT=60 ./build/san/test-unit
+
+fuzz-replay: deps $(patsubst %,build/san/fuzz-%,$(FUZZ_NAMES))
+	@for n in $(FUZZ_NAMES); do \
+	  echo "fuzz replay: $$n"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./build/san/fuzz-$$n test/fuzz/corpus/$$n || exit 1; \
+	done
+
+# libFuzzer builds (clang + libclang-rt-14-dev); FUZZ_SECONDS per target over a copy of the corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_CORE_SRCS := $(filter-out lib/server.c lib/proxy.c lib/conn.c,$(CORE_SRCS))
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	@mkdir -p build/fuzz
+	@for n in $(FUZZ_NAMES); do \
+	  clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz-$$n test/fuzz/fuzz_$$n.c \
+	    $(FUZZ_CORE_SRCS) $(PKG_LIBS) || exit 1; \
+	  rm -rf build/fuzz/corpus-$$n && cp -r test/fuzz/corpus/$$n build/fuzz/corpus-$$n; \
+	  ./build/fuzz/fuzz-$$n -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$n || exit 1; \
+	done
+
+asan: deps build/san/cdn-node build/san/test-unit
+
+e2e: deps build/san/cdn-node build/origin
+	CDN_NODE=$(CURDIR)/build/san/cdn-node ORIGIN=$(CURDIR)/build/origin sh test/e2e/run.sh
+
+# Dependencies point downward only (docs/ARCHITECTURE.md); parsers stay free of I/O.
+layering:
+	@! grep -nE '#include "(roles|cmd)/' lib/*.[ch] cache/*.[ch] 2>/dev/null || { echo "layering: lib/ or cache/ includes roles/ or cmd/"; exit 1; }
+	@! grep -nE '#include [<"](uv\.h|openssl/)' lib/http1.c lib/remap.c 2>/dev/null || { echo "layering: a pure parser includes I/O headers"; exit 1; }
+	@echo "layering: ok"
+
+check: all asan layering format-check unit fuzz-replay e2e
+	@echo "make check: all suites passed"
+
+run: all
+	@sh scripts/run-dev.sh
+
+install: build/cdn-node
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/cdn-node/etc $(DESTDIR)$(PREFIX)/share/doc/cdn-node
+	install -m 0755 build/cdn-node $(DESTDIR)$(PREFIX)/bin/cdn-node
+	install -m 0644 etc/*.yaml $(DESTDIR)$(PREFIX)/share/cdn-node/etc/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/cdn-node/
+
+FMT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FMT_FILES)
+format-check:
+	@command -v clang-format >/dev/null || { echo "format-check: clang-format not installed, skipped"; exit 0; }
+	clang-format --dry-run -Werror $(FMT_FILES)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

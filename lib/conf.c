@@ -1,0 +1,1216 @@
+/*
+ * conf: loads the node's YAML file into a struct cdn_conf.
+ *
+ * The file is read whole and turned by libyaml's event parser into a small tree of our own (struct node)
+ * that keeps every node's position. The tree is then walked with directive tables (struct conf_cmd,
+ * STYLE 3.9): one generic setter per value type, custom handlers for sequences, and a post hook per map
+ * for the rules that involve more than one key. Building our own tree rather than using libyaml's
+ * document API lets us refuse aliases (a "billion laughs" file expands when a walker follows them) and
+ * bound the nesting depth before anything recursive touches it.
+ *
+ * Loading never stops at the first problem: each one becomes a "file:line:col: key: message" line, sorted
+ * by position, so an operator fixes the whole file in one round. Only problems that leave no trustworthy
+ * tree (a YAML syntax error, too deep a nesting, a second document) stop before the walk.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "lib/conf.h"
+#include "lib/util.h"
+
+#define CONF_MAX_DEPTH     64                  /* the real format needs 3 levels */
+#define CONF_MAX_ERRORS    100                 /* more would drown the first, most useful ones */
+#define CONF_MAX_FILE_SIZE (16u * 1024 * 1024) /* a config is a few KiB; refuse anything absurd */
+#define CONF_MAX_LISTENERS 128
+#define CONF_MAX_NAME      64 /* listener names and the Via pseudonym */
+#define CONF_MAX_CMDS      16 /* keys in one table */
+#define CONF_SHOW_MAX      48 /* bytes of a value or key quoted in a message */
+
+enum node_kind { NODE_SCALAR, NODE_MAP, NODE_SEQ, NODE_BAD /* an alias, already reported */ };
+
+struct node {
+    enum node_kind kind;
+    struct cdn_conf_pos pos;
+    char *str; /* scalar text, NUL-terminated; len counts any NUL bytes inside it */
+    size_t len;
+    bool plain;          /* unquoted, so "~", "null" and "" mean null */
+    struct node **items; /* map: key, value, key, value...; sequence: the elements */
+    size_t nitems, cap;
+};
+
+struct conf_msg {
+    struct cdn_conf_pos pos;
+    char *line;
+};
+
+struct loader {
+    const char *file; /* the config path as given, for messages and for relative paths */
+    char *err;        /* the final text; problems found while walking are in msgs until then */
+    struct conf_msg msgs[CONF_MAX_ERRORS];
+    unsigned nerr; /* may exceed CONF_MAX_ERRORS: only the first ones are kept */
+};
+
+enum conf_type {
+    CT_STR,    /* char *, optionally checked by cmd->check */
+    CT_PATH,   /* char *, resolved against the config file's folder */
+    CT_BOOL,   /* bool */
+    CT_INT,    /* int in min..max */
+    CT_UINT,   /* unsigned in min..max */
+    CT_U64,    /* uint64_t in min..max */
+    CT_ENUM,   /* int from cmd->enums */
+    CT_MSEC,   /* uint64_t milliseconds, > 0 */
+    CT_SIZE,   /* uint64_t bytes in min..max */
+    CT_MAP,    /* a nested struct at offset, keys from cmd->sub */
+    CT_CUSTOM, /* cmd->handler does everything */
+};
+
+#define CMD_REQUIRED 0x1u
+#define CMD_POS      0x2u /* store the value's position at pos_offset */
+#define CMD_DASH     0x4u /* CT_PATH: "-" is kept as is (stdout/stderr) */
+#define CMD_SEQ      0x8u /* a sequence of cmd->sub maps (for cdn_conf_keys) */
+
+struct conf_cmd;
+typedef void conf_handler(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, void *base);
+typedef void conf_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                       const struct node *const *seen);
+typedef bool conf_check(const char *s);
+
+struct conf_enum {
+    const char *name;
+    int value;
+};
+
+struct conf_cmd {
+    const char *key;
+    enum conf_type type;
+    size_t offset;
+    unsigned flags;
+    uint64_t min, max;             /* CT_INT, CT_UINT, CT_U64, CT_SIZE */
+    const struct conf_enum *enums; /* CT_ENUM */
+    conf_check *check;             /* CT_STR */
+    const char *what;              /* CT_STR, CT_CUSTOM: "expected <what>" */
+    const struct conf_cmd *sub;    /* CT_MAP, CMD_SEQ */
+    conf_post *post;               /* CT_MAP: cross-key rules, run after the map's keys */
+    conf_handler *handler;         /* CT_CUSTOM */
+    size_t pos_offset;             /* CMD_POS */
+};
+
+static conf_handler set_role, set_listeners, set_remap;
+static conf_post listener_post, upstream_post;
+static conf_check check_token, check_name, check_ip, check_hostport, check_hostname;
+
+static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
+                                                     {"request", CDN_CLIENT_AUTH_REQUEST},
+                                                     {"require", CDN_CLIENT_AUTH_REQUIRE},
+                                                     {0}};
+
+static const struct conf_enum log_level_enums[] = {
+    {"error", CDN_LOG_ERROR}, {"warn", CDN_LOG_WARN}, {"info", CDN_LOG_INFO}, {"debug", CDN_LOG_DEBUG}, {0}};
+
+#define L(f) offsetof(struct cdn_conf_listener, f)
+static const struct conf_cmd listener_cmds[] = {
+    {.key = "name",
+     .type = CT_STR,
+     .offset = L(name),
+     .check = check_name,
+     .what = "a name of letters, digits, '.', '_' or '-' (at most 64)"},
+    {.key = "address",
+     .type = CT_STR,
+     .offset = L(address),
+     .flags = CMD_REQUIRED,
+     .check = check_ip,
+     .what = "an IPv4 or IPv6 address literal (no brackets, no host name)"},
+    {.key = "port", .type = CT_INT, .offset = L(port), .flags = CMD_REQUIRED, .min = 0, .max = 65535},
+    {.key = "tls", .type = CT_BOOL, .offset = L(tls)},
+    {.key = "certificate", .type = CT_PATH, .offset = L(certificate)},
+    {.key = "key", .type = CT_PATH, .offset = L(key)},
+    {.key = "client_auth",
+     .type = CT_ENUM,
+     .offset = L(client_auth),
+     .enums = client_auth_enums,
+     .flags = CMD_POS,
+     .pos_offset = L(client_auth_pos)},
+    {.key = "ca_file", .type = CT_PATH, .offset = L(ca_file)},
+    {0}};
+#undef L
+
+#define U(f) offsetof(struct cdn_conf_upstream, f)
+static const struct conf_cmd upstream_cmds[] = {
+    {.key = "address",
+     .type = CT_STR,
+     .offset = U(address),
+     .check = check_hostport,
+     .what = "host:port (an IPv6 address as [::1]:443)"},
+    {.key = "client_certificate", .type = CT_PATH, .offset = U(client_certificate)},
+    {.key = "client_key", .type = CT_PATH, .offset = U(client_key)},
+    {.key = "ca_file", .type = CT_PATH, .offset = U(ca_file)},
+    {.key = "verify", .type = CT_BOOL, .offset = U(verify)},
+    {.key = "server_name",
+     .type = CT_STR,
+     .offset = U(server_name),
+     .check = check_hostname,
+     .what = "a host name"},
+    {0}};
+#undef U
+
+#define T(f) offsetof(struct cdn_conf_timeouts, f)
+static const struct conf_cmd timeout_cmds[] = {
+    {.key = "handshake", .type = CT_MSEC, .offset = T(handshake_ms)},
+    {.key = "request_header", .type = CT_MSEC, .offset = T(request_header_ms)},
+    {.key = "keepalive", .type = CT_MSEC, .offset = T(keepalive_ms)},
+    {.key = "body", .type = CT_MSEC, .offset = T(body_ms)},
+    {.key = "upstream_connect", .type = CT_MSEC, .offset = T(upstream_connect_ms)},
+    {.key = "upstream_response", .type = CT_MSEC, .offset = T(upstream_response_ms)},
+    {0}};
+#undef T
+
+#define LIM(f) offsetof(struct cdn_conf_limits, f)
+static const struct conf_cmd limit_cmds[] = {
+    {.key = "max_header_size",
+     .type = CT_SIZE,
+     .offset = LIM(max_header_size),
+     .min = 1024,
+     .max = 1024 * 1024},
+    {.key = "max_headers", .type = CT_U64, .offset = LIM(max_headers), .min = 1, .max = 256},
+    {0}};
+#undef LIM
+
+#define LOG(f) offsetof(struct cdn_conf_log, f)
+static const struct conf_cmd log_cmds[] = {
+    {.key = "error", .type = CT_PATH, .offset = LOG(error), .flags = CMD_DASH},
+    {.key = "access", .type = CT_PATH, .offset = LOG(access), .flags = CMD_DASH},
+    {.key = "level", .type = CT_ENUM, .offset = LOG(level), .enums = log_level_enums},
+    {0}};
+#undef LOG
+
+#define C(f) offsetof(struct cdn_conf, f)
+static const struct conf_cmd top_cmds[] = {
+    {.key = "role",
+     .type = CT_CUSTOM,
+     .handler = set_role,
+     .what = "one of edge, regional",
+     .flags = CMD_POS,
+     .pos_offset = C(role_pos)},
+    {.key = "workers", .type = CT_UINT, .offset = C(workers), .min = 0, .max = 256},
+    {.key = "via",
+     .type = CT_STR,
+     .offset = C(via),
+     .check = check_token,
+     .what = "a token (letters, digits and !#$%&'*+-.^_`|~, at most 64)"},
+    {.key = "listeners",
+     .type = CT_CUSTOM,
+     .handler = set_listeners,
+     .sub = listener_cmds,
+     .flags = CMD_REQUIRED | CMD_SEQ,
+     .what = "a sequence of listener maps"},
+    {.key = "remap",
+     .type = CT_CUSTOM,
+     .handler = set_remap,
+     .what = "a sequence of \"map FROM TO\" strings"},
+    {.key = "upstream",
+     .type = CT_MAP,
+     .offset = C(upstream),
+     .sub = upstream_cmds,
+     .post = upstream_post,
+     .flags = CMD_POS,
+     .pos_offset = C(upstream.pos)},
+    {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
+    {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
+    {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
+    {0}};
+#undef C
+
+/* ---- messages ---- */
+
+__attribute__((format(printf, 1, 0))) static char *vformat(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    CDN_ASSERT(n >= 0);
+    char *s = cdn_xmalloc((size_t)n + 1);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+/* Appends one "file:line:col: key: message" line; key may be NULL (syntax errors). */
+/* Records one "file:line:col: key: message" line; key may be NULL (syntax errors). */
+__attribute__((format(printf, 4, 5))) static void conf_err(struct loader *ld, struct cdn_conf_pos pos,
+                                                           const char *key, const char *fmt, ...)
+{
+    if (ld->nerr++ >= CONF_MAX_ERRORS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = vformat(fmt, ap);
+    va_end(ap);
+    struct conf_msg *m = &ld->msgs[ld->nerr - 1];
+    m->pos = pos;
+    if (pos.line > 0)
+        m->line = cdn_xasprintf("%s:%d:%d: %s%s%s", ld->file, pos.line, pos.col, key ? key : "",
+                                key ? ": " : "", msg);
+    else
+        m->line = cdn_xasprintf("%s: %s%s%s", ld->file, key ? key : "", key ? ": " : "", msg);
+    free(msg);
+}
+
+/* Joins the recorded problems into ld->err in file order: checks that span several keys run after the
+ * keys themselves, and the reader should not have to sort that out. Insertion sort keeps equal positions
+ * in the order they were found. */
+static void conf_err_finish(struct loader *ld)
+{
+    size_t n = ld->nerr < CONF_MAX_ERRORS ? ld->nerr : CONF_MAX_ERRORS;
+    for (size_t i = 1; i < n; i++) {
+        struct conf_msg m = ld->msgs[i];
+        size_t j = i;
+        while (j > 0 && (ld->msgs[j - 1].pos.line > m.pos.line ||
+                         (ld->msgs[j - 1].pos.line == m.pos.line && ld->msgs[j - 1].pos.col > m.pos.col))) {
+            ld->msgs[j] = ld->msgs[j - 1];
+            j--;
+        }
+        ld->msgs[j] = m;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cdn_strappendf(&ld->err, "%s", ld->msgs[i].line);
+        free(ld->msgs[i].line);
+    }
+    if (ld->nerr > CONF_MAX_ERRORS)
+        cdn_strappendf(&ld->err, "%s: too many errors, stopped reporting after %d", ld->file,
+                       CONF_MAX_ERRORS);
+    ld->nerr = 0;
+}
+
+/* Copies at most CONF_SHOW_MAX bytes of s into out (size >= 4 * CONF_SHOW_MAX + 8), escaping what a
+ * terminal should not see, so that a hostile value cannot forge extra lines in the error text. */
+static void show_bytes(char *out, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < CONF_SHOW_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            o += (size_t)sprintf(out + o, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t)sprintf(out + o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    if (len > CONF_SHOW_MAX)
+        o += (size_t)sprintf(out + o, "...");
+    out[o] = '\0';
+}
+
+struct shown {
+    char s[4 * CONF_SHOW_MAX + 16];
+};
+
+static bool is_null(const struct node *n)
+{
+    if (n->kind != NODE_SCALAR || !n->plain)
+        return false;
+    return n->len == 0 || strcmp(n->str, "~") == 0 || strcmp(n->str, "null") == 0 ||
+           strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
+}
+
+/* What a node is, for "got ..." in messages. */
+static const char *describe(const struct node *n, struct shown *buf)
+{
+    if (n->kind == NODE_MAP)
+        return "a map";
+    if (n->kind == NODE_SEQ)
+        return "a sequence";
+    if (n->kind == NODE_BAD)
+        return "an alias";
+    if (is_null(n))
+        return "an empty value";
+    char tmp[4 * CONF_SHOW_MAX + 8];
+    show_bytes(tmp, n->str, n->len);
+    snprintf(buf->s, sizeof(buf->s), "\"%s\"", tmp);
+    return buf->s;
+}
+
+static struct cdn_conf_pos mark_pos(yaml_mark_t m)
+{
+    struct cdn_conf_pos p = {(int)m.line + 1, (int)m.column + 1};
+    return p;
+}
+
+/* ---- the tree ---- */
+
+static struct node *node_new(enum node_kind kind, yaml_mark_t mark)
+{
+    struct node *n = cdn_xcalloc(1, sizeof(*n));
+    n->kind = kind;
+    n->pos = mark_pos(mark);
+    return n;
+}
+
+/* Recursion is bounded by CONF_MAX_DEPTH, enforced while the tree is built. */
+static void node_free(struct node *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->nitems; i++)
+        node_free(n->items[i]);
+    free(n->items);
+    free(n->str);
+    free(n);
+}
+
+static void node_add(struct node *parent, struct node *child)
+{
+    if (parent->nitems == parent->cap) {
+        parent->cap = parent->cap ? parent->cap * 2 : 8;
+        parent->items = cdn_xrealloc(parent->items, parent->cap * sizeof(*parent->items));
+    }
+    parent->items[parent->nitems++] = child;
+}
+
+static void syntax_error(struct loader *ld, const yaml_parser_t *p, const char *buf, size_t len)
+{
+    const char *problem = p->problem ? p->problem : "out of memory";
+    struct cdn_conf_pos pos;
+    if (p->error == YAML_READER_ERROR) {
+        /* The reader reports a byte offset, not a mark. */
+        pos.line = 1;
+        pos.col = 1;
+        for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+            if (buf[i] == '\n') {
+                pos.line++;
+                pos.col = 1;
+            } else {
+                pos.col++;
+            }
+        }
+        conf_err(ld, pos, NULL, "invalid input: %s", problem);
+        return;
+    }
+    pos = mark_pos(p->problem_mark);
+    if (p->context != NULL)
+        conf_err(ld, pos, NULL, "YAML syntax error: %s (%s at %d:%d)", problem, p->context,
+                 (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    else
+        conf_err(ld, pos, NULL, "YAML syntax error: %s", problem);
+}
+
+/* Builds the tree of the single document in buf. Returns 0 (*root may be NULL for an empty file), or -1
+ * after reporting a problem that makes the rest of the file meaningless. Aliases are reported, replaced
+ * by NODE_BAD, and parsing goes on. */
+static int parse_tree(struct loader *ld, const char *buf, size_t len, struct node **root)
+{
+    yaml_parser_t parser;
+    struct node *stack[CONF_MAX_DEPTH];
+    size_t depth = 0;
+    int ndocs = 0, ret = -1;
+
+    *root = NULL;
+    if (!yaml_parser_initialize(&parser))
+        cdn_panic(__FILE__, __LINE__, __func__, "out of memory (yaml_parser_initialize)");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    for (;;) {
+        yaml_event_t ev;
+        struct node *n = NULL;
+        bool open = false, stop = false;
+
+        if (!yaml_parser_parse(&parser, &ev)) {
+            syntax_error(ld, &parser, buf, len);
+            goto out;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            ret = 0;
+            stop = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++ndocs > 1) {
+                conf_err(ld, mark_pos(ev.start_mark), NULL, "only one YAML document is allowed per file");
+                stop = true;
+            }
+            break;
+        case YAML_SCALAR_EVENT:
+            n = node_new(NODE_SCALAR, ev.start_mark);
+            n->str = cdn_xstrndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
+            n->len = ev.data.scalar.length;
+            n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+            break;
+        case YAML_ALIAS_EVENT: {
+            struct shown sh;
+            const char *a = (const char *)ev.data.alias.anchor;
+            show_bytes(sh.s, a, strlen(a));
+            conf_err(ld, mark_pos(ev.start_mark), NULL, "aliases (*%s) are not supported; repeat the value",
+                     sh.s);
+            n = node_new(NODE_BAD, ev.start_mark);
+            break;
+        }
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            n = node_new(ev.type == YAML_MAPPING_START_EVENT ? NODE_MAP : NODE_SEQ, ev.start_mark);
+            open = true;
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            if (depth > 0)
+                depth--;
+            break;
+        default:
+            break;
+        }
+        if (n != NULL) {
+            if (depth > 0)
+                node_add(stack[depth - 1], n);
+            else if (*root == NULL)
+                *root = n;
+            else
+                node_free(n); /* cannot happen with one document; never trust that blindly */
+            if (open) {
+                if (depth == CONF_MAX_DEPTH) {
+                    conf_err(ld, n->pos, NULL, "nested deeper than %d levels", CONF_MAX_DEPTH);
+                    stop = true;
+                } else {
+                    stack[depth++] = n;
+                }
+            }
+        }
+        yaml_event_delete(&ev);
+        if (stop)
+            break;
+    }
+out:
+    yaml_parser_delete(&parser);
+    if (ret != 0) {
+        node_free(*root);
+        *root = NULL;
+    }
+    return ret;
+}
+
+/* ---- value checks ---- */
+
+static bool is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool check_token(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONF_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool check_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONF_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+static bool check_ip(const char *s)
+{
+    unsigned char addr[16];
+    return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
+}
+
+/* A DNS name (letters, digits, '-', '_', '.') or an IPv4 literal: both use the same characters. */
+static bool check_dns_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '.' && c != '-' && c != '_')
+            return false;
+    }
+    return true;
+}
+
+static bool check_hostname(const char *s)
+{
+    return check_dns_name(s, strlen(s));
+}
+
+static bool check_hostport(const char *s)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        char v6[64];
+        unsigned char addr[16];
+        if (end == NULL || (size_t)(end - s - 1) >= sizeof(v6))
+            return false;
+        memcpy(v6, s + 1, (size_t)(end - s - 1));
+        v6[end - s - 1] = '\0';
+        if (inet_pton(AF_INET6, v6, addr) != 1 || end[1] != ':')
+            return false;
+        colon = end + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL || !check_dns_name(s, (size_t)(colon - s)))
+            return false;
+    }
+    const char *p = colon + 1;
+    unsigned port = 0;
+    if (*p == '\0')
+        return false;
+    for (; *p != '\0'; p++) {
+        if (!isdigit((unsigned char)*p) || (port = port * 10 + (unsigned)(*p - '0')) > 65535)
+            return false;
+    }
+    return port > 0;
+}
+
+static bool parse_uint(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    for (; isdigit((unsigned char)*s); s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return *s == '\0';
+}
+
+/* YAML 1.1 and 1.2 spellings, any case. */
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void format_size(char *out, size_t size, uint64_t v)
+{
+    if (v >= 1024 * 1024 && v % (1024 * 1024) == 0)
+        snprintf(out, size, "%lluMiB", (unsigned long long)(v / (1024 * 1024)));
+    else if (v >= 1024 && v % 1024 == 0)
+        snprintf(out, size, "%lluKiB", (unsigned long long)(v / 1024));
+    else
+        snprintf(out, size, "%llu", (unsigned long long)v);
+}
+
+/* The "expected ..." half of a message, the same whether the value had the wrong shape or a bad text. */
+static const char *expect(const struct conf_cmd *cmd, char *buf, size_t size)
+{
+    char lo[32], hi[32];
+    size_t o = 0;
+    switch (cmd->type) {
+    case CT_BOOL:
+        return "a boolean (true/false, yes/no, on/off)";
+    case CT_INT:
+    case CT_UINT:
+    case CT_U64:
+        snprintf(buf, size, "an integer %llu..%llu", (unsigned long long)cmd->min,
+                 (unsigned long long)cmd->max);
+        return buf;
+    case CT_SIZE:
+        format_size(lo, sizeof(lo), cmd->min);
+        format_size(hi, sizeof(hi), cmd->max);
+        snprintf(buf, size, "a size %s..%s (bytes, or with KiB/MiB)", lo, hi);
+        return buf;
+    case CT_MSEC:
+        return "a duration > 0 such as 250ms, 10s or 2m";
+    case CT_ENUM:
+        o = (size_t)snprintf(buf, size, "one of");
+        for (const struct conf_enum *e = cmd->enums; e->name != NULL && o < size; e++)
+            o += (size_t)snprintf(buf + o, size - o, "%s %s", e == cmd->enums ? "" : ",", e->name);
+        return buf;
+    case CT_MAP:
+        return "a map";
+    case CT_PATH:
+        return (cmd->flags & CMD_DASH) ? "a file path or \"-\"" : "a file path";
+    case CT_STR:
+    case CT_CUSTOM:
+        break;
+    }
+    return cmd->what ? cmd->what : "a string";
+}
+
+/* ---- the walker ---- */
+
+static char *resolve_path(const struct loader *ld, const char *p)
+{
+    const char *slash = strrchr(ld->file, '/');
+    if (p[0] == '/' || slash == NULL)
+        return cdn_xstrdup(p);
+    if (slash == ld->file)
+        return cdn_xasprintf("/%s", p);
+    return cdn_xasprintf("%.*s/%s", (int)(slash - ld->file), ld->file, p);
+}
+
+static char *key_join(const char *path, const struct node *k)
+{
+    struct shown sh;
+    show_bytes(sh.s, k->str, k->len);
+    return path[0] != '\0' ? cdn_xasprintf("%s.%s", path, sh.s) : cdn_xstrdup(sh.s);
+}
+
+/* Errors about one key of the map at path; the key need not be present. */
+static void sub_err(struct loader *ld, struct cdn_conf_pos pos, const char *path, const char *sub,
+                    const char *msg)
+{
+    char *key = cdn_xasprintf("%s.%s", path, sub);
+    conf_err(ld, pos, key, "%s", msg);
+    free(key);
+}
+
+static void walk_map(struct loader *ld, const struct node *map, const char *path, const struct conf_cmd *cmds,
+                     void *base, const struct node **seen);
+
+static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                      void *base)
+{
+    char *field = (char *)base + cmd->offset, ebuf[160];
+    struct shown sh;
+    uint64_t u = 0;
+    bool b;
+
+    if (cmd->flags & CMD_POS)
+        *(struct cdn_conf_pos *)((char *)base + cmd->pos_offset) = v->pos;
+    if (cmd->type == CT_CUSTOM) {
+        cmd->handler(ld, cmd, v, key, base);
+        return;
+    }
+    if (cmd->type == CT_MAP) {
+        const struct node *seen[CONF_MAX_CMDS] = {0};
+        if (v->kind != NODE_MAP) {
+            conf_err(ld, v->pos, key, "expected a map, got %s", describe(v, &sh));
+            return;
+        }
+        walk_map(ld, v, key, cmd->sub, field, seen);
+        if (cmd->post != NULL)
+            cmd->post(ld, v, key, field, seen);
+        return;
+    }
+    if (v->kind != NODE_SCALAR || memchr(v->str, '\0', v->len) != NULL)
+        goto bad;
+
+    switch (cmd->type) {
+    case CT_STR:
+        if (cmd->check != NULL && !cmd->check(v->str))
+            goto bad;
+        *(char **)field = cdn_xstrdup(v->str);
+        break;
+    case CT_PATH:
+        if (v->len == 0)
+            goto bad;
+        if ((cmd->flags & CMD_DASH) && strcmp(v->str, "-") == 0)
+            *(char **)field = cdn_xstrdup(v->str);
+        else
+            *(char **)field = resolve_path(ld, v->str);
+        break;
+    case CT_BOOL:
+        if (parse_bool(v->str, &b) != 0)
+            goto bad;
+        *(bool *)field = b;
+        break;
+    case CT_INT:
+    case CT_UINT:
+    case CT_U64:
+        if (!parse_uint(v->str, &u) || u < cmd->min || u > cmd->max)
+            goto bad;
+        if (cmd->type == CT_INT)
+            *(int *)field = (int)u;
+        else if (cmd->type == CT_UINT)
+            *(unsigned *)field = (unsigned)u;
+        else
+            *(uint64_t *)field = u;
+        break;
+    case CT_ENUM: {
+        const struct conf_enum *e = cmd->enums;
+        while (e->name != NULL && strcmp(e->name, v->str) != 0)
+            e++;
+        if (e->name == NULL)
+            goto bad;
+        *(int *)field = e->value;
+        break;
+    }
+    case CT_MSEC:
+        if (cdn_parse_duration_ms(v->str, &u) != 0 || u == 0)
+            goto bad;
+        *(uint64_t *)field = u;
+        break;
+    case CT_SIZE:
+        if (cdn_parse_size(v->str, &u) != 0 || u < cmd->min || u > cmd->max)
+            goto bad;
+        *(uint64_t *)field = u;
+        break;
+    case CT_MAP:
+    case CT_CUSTOM:
+        break;
+    }
+    return;
+bad:
+    if (v->kind == NODE_SCALAR && memchr(v->str, '\0', v->len) != NULL)
+        conf_err(ld, v->pos, key, "expected %s, got a value with a NUL byte",
+                 expect(cmd, ebuf, sizeof(ebuf)));
+    else
+        conf_err(ld, v->pos, key, "expected %s, got %s", expect(cmd, ebuf, sizeof(ebuf)), describe(v, &sh));
+}
+
+/* Applies every key of map through cmds. seen[i] receives the value node of cmds[i] (NULL when absent or
+ * null) for post hooks. A null value leaves the default in place. */
+static void walk_map(struct loader *ld, const struct node *map, const char *path, const struct conf_cmd *cmds,
+                     void *base, const struct node **seen)
+{
+    struct cdn_conf_pos first[CONF_MAX_CMDS] = {0};
+    size_t ncmds = 0;
+
+    while (cmds[ncmds].key != NULL)
+        ncmds++;
+    CDN_ASSERT(ncmds <= CONF_MAX_CMDS);
+    for (size_t i = 0; i + 1 < map->nitems; i += 2) {
+        const struct node *k = map->items[i], *v = map->items[i + 1];
+        struct shown sh;
+        char *key;
+        size_t c;
+
+        if (k->kind == NODE_BAD)
+            continue;
+        if (k->kind != NODE_SCALAR) {
+            conf_err(ld, k->pos, path[0] ? path : NULL, "keys must be plain strings, got %s",
+                     describe(k, &sh));
+            continue;
+        }
+        key = key_join(path, k);
+        for (c = 0; c < ncmds; c++) {
+            if (strlen(cmds[c].key) == k->len && memcmp(cmds[c].key, k->str, k->len) == 0)
+                break;
+        }
+        if (c == ncmds) {
+            conf_err(ld, k->pos, key, "unknown key");
+        } else if (first[c].line != 0) {
+            conf_err(ld, k->pos, key, "duplicate key (first at %d:%d)", first[c].line, first[c].col);
+        } else {
+            first[c] = k->pos;
+            if (is_null(v)) {
+                if (cmds[c].flags & CMD_REQUIRED)
+                    conf_err(ld, v->pos, key, "a value is required");
+            } else if (v->kind != NODE_BAD) {
+                seen[c] = v;
+                set_value(ld, &cmds[c], v, key, base);
+            }
+        }
+        free(key);
+    }
+    for (size_t c = 0; c < ncmds; c++) {
+        if ((cmds[c].flags & CMD_REQUIRED) && first[c].line == 0) {
+            if (path[0] != '\0')
+                sub_err(ld, map->pos, path, cmds[c].key, "missing required key");
+            else
+                conf_err(ld, map->pos, cmds[c].key, "missing required key");
+        }
+    }
+}
+
+static const struct node *seen_get(const struct conf_cmd *cmds, const struct node *const *seen,
+                                   const char *key)
+{
+    for (size_t c = 0; cmds[c].key != NULL; c++) {
+        if (strcmp(cmds[c].key, key) == 0)
+            return seen[c];
+    }
+    CDN_ASSERT(!"key not in table");
+    return NULL;
+}
+
+/* ---- handlers for the keys that are more than one value ---- */
+
+static void set_role(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                     void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+    enum cdn_role_kind r = CDN_ROLE_UNSET;
+    if (v->kind == NODE_SCALAR && memchr(v->str, '\0', v->len) == NULL)
+        r = cdn_conf_role_parse(v->str);
+    if (r == CDN_ROLE_UNSET)
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+    else
+        conf->role = r;
+}
+
+static void listener_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                          const struct node *const *seen)
+{
+    struct cdn_conf_listener *l = base;
+    static const char *const tls_only[] = {"certificate", "key", "ca_file"};
+
+    if (l->tls) {
+        /* A present but invalid value was reported already. */
+        if (seen_get(listener_cmds, seen, "certificate") == NULL)
+            sub_err(ld, map->pos, key, "certificate", "missing required key (tls is true)");
+        if (seen_get(listener_cmds, seen, "key") == NULL)
+            sub_err(ld, map->pos, key, "key", "missing required key (tls is true)");
+    } else {
+        for (size_t i = 0; i < sizeof(tls_only) / sizeof(tls_only[0]); i++) {
+            const struct node *v = seen_get(listener_cmds, seen, tls_only[i]);
+            if (v != NULL)
+                sub_err(ld, v->pos, key, tls_only[i], "only allowed with tls: true");
+        }
+    }
+    if (l->client_auth == CDN_CLIENT_AUTH_REQUEST || l->client_auth == CDN_CLIENT_AUTH_REQUIRE) {
+        if (!l->tls)
+            sub_err(ld, l->client_auth_pos, key, "client_auth",
+                    l->client_auth == CDN_CLIENT_AUTH_REQUIRE ? "require needs tls: true"
+                                                              : "request needs tls: true");
+        else if (seen_get(listener_cmds, seen, "ca_file") == NULL)
+            sub_err(ld, l->client_auth_pos, key, "client_auth",
+                    "client certificates need ca_file (the CA that issues them)");
+    }
+}
+
+static void set_listeners(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, void *base)
+{
+    struct cdn_conf *conf = base;
+    struct cdn_conf_pos name_pos[CONF_MAX_LISTENERS];
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems == 0) {
+        conf_err(ld, v->pos, key, "at least one listener is required");
+        return;
+    }
+    if (v->nitems > CONF_MAX_LISTENERS) {
+        conf_err(ld, v->pos, key, "too many listeners (%zu, at most %d)", v->nitems, CONF_MAX_LISTENERS);
+        return;
+    }
+    conf->listeners = cdn_xcalloc(v->nitems, sizeof(*conf->listeners));
+    conf->nlisteners = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_listener *l = &conf->listeners[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+
+        l->client_auth = CDN_CLIENT_AUTH_UNSET;
+        l->pos = e->pos;
+        if (e->kind == NODE_MAP) {
+            walk_map(ld, e, ikey, cmd->sub, l, seen);
+            listener_post(ld, e, ikey, l, seen);
+        } else if (e->kind != NODE_BAD) {
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        }
+        name_pos[i] = l->pos;
+        if (l->name == NULL)
+            l->name = cdn_xasprintf("listener%zu", i);
+        else
+            name_pos[i] = seen_get(cmd->sub, seen, "name")->pos;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(conf->listeners[j].name, l->name) == 0) {
+                char *nkey = cdn_xasprintf("%s.name", ikey);
+                conf_err(ld, name_pos[i], nkey, "duplicate listener name \"%s\" (also %s[%zu] at %d:%d)",
+                         l->name, key, j, name_pos[j].line, name_pos[j].col);
+                free(nkey);
+                break;
+            }
+        }
+        free(ikey);
+    }
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Splits s into at most max words in place; returns the word count (max + 1 when there are more). */
+static size_t split_words(char *s, char **words, size_t max)
+{
+    size_t n = 0;
+    for (;;) {
+        while (is_space(*s))
+            s++;
+        if (*s == '\0')
+            return n;
+        if (n == max)
+            return n + 1;
+        words[n++] = s;
+        while (*s != '\0' && !is_space(*s))
+            s++;
+        if (*s != '\0')
+            *s++ = '\0';
+    }
+}
+
+static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                      void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    conf->remap = cdn_xcalloc(v->nitems, sizeof(*conf->remap));
+    conf->nremap = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[3];
+        size_t n;
+
+        conf->remap[i].pos = e->pos;
+        if (e->kind == NODE_BAD)
+            goto next;
+        if (e->kind != NODE_SCALAR || is_null(e) || memchr(e->str, '\0', e->len) != NULL) {
+            conf_err(ld, e->pos, ikey, "expected a string \"map FROM TO\", got %s", describe(e, &sh));
+            goto next;
+        }
+        copy = cdn_xstrdup(e->str);
+        n = split_words(copy, w, 3);
+        if (n >= 1 && strcmp(w[0], "map") != 0) {
+            show_bytes(sh.s, w[0], strlen(w[0]));
+            conf_err(ld, e->pos, ikey, "unsupported rule type \"%s\" (only \"map\" is supported)", sh.s);
+        } else if (n != 3) {
+            conf_err(ld, e->pos, ikey, "expected \"map FROM TO\" (3 words), got %s", describe(e, &sh));
+        } else {
+            conf->remap[i].from = cdn_xstrdup(w[1]);
+            conf->remap[i].to = cdn_xstrdup(w[2]);
+        }
+    next:
+        free(copy);
+        free(ikey);
+    }
+}
+
+static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                          const struct node *const *seen)
+{
+    struct cdn_conf_upstream *u = base;
+    if (u->client_certificate != NULL && seen_get(upstream_cmds, seen, "client_key") == NULL)
+        sub_err(ld, map->pos, key, "client_key", "missing required key (client_certificate is given)");
+    if (u->client_key != NULL && seen_get(upstream_cmds, seen, "client_certificate") == NULL)
+        sub_err(ld, map->pos, key, "client_certificate", "missing required key (client_key is given)");
+}
+
+/* ---- loading ---- */
+
+static int read_file(struct loader *ld, char **out, size_t *outlen)
+{
+    FILE *f = fopen(ld->file, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int ret = -1;
+
+    if (f == NULL) {
+        cdn_strappendf(&ld->err, "%s: cannot open: %s", ld->file, strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            buf = cdn_xrealloc(buf, cap + 1);
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (len > CONF_MAX_FILE_SIZE) {
+            cdn_strappendf(&ld->err, "%s: cannot load: larger than %u bytes", ld->file, CONF_MAX_FILE_SIZE);
+            goto out;
+        }
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        cdn_strappendf(&ld->err, "%s: cannot read: %s", ld->file, strerror(errno));
+        goto out;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    buf = NULL;
+    ret = 0;
+out:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return ret;
+}
+
+int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
+{
+    struct loader ld = {.file = path};
+    struct cdn_conf *conf = NULL;
+    struct node *root = NULL;
+    const struct node *seen[CONF_MAX_CMDS] = {0};
+    struct shown sh;
+    char *buf = NULL;
+    size_t len = 0;
+    int ret = -1;
+
+    CDN_ASSERT(path != NULL && out != NULL && err != NULL);
+    *out = NULL;
+    *err = NULL;
+    if (read_file(&ld, &buf, &len) != 0)
+        goto out;
+    if (parse_tree(&ld, buf, len, &root) != 0)
+        goto out;
+    if (root == NULL || is_null(root)) {
+        struct cdn_conf_pos pos = {1, 1};
+        conf_err(&ld, pos, NULL, "the file is empty; expected a map of settings (see docs/CONFIG.md)");
+        goto out;
+    }
+    if (root->kind != NODE_MAP) {
+        conf_err(&ld, root->pos, NULL, "the top level must be a map of settings, got %s",
+                 describe(root, &sh));
+        goto out;
+    }
+
+    conf = cdn_xcalloc(1, sizeof(*conf));
+    conf->path = cdn_xstrdup(path);
+    conf->role = CDN_ROLE_UNSET;
+    conf->upstream.verify = true;
+    conf->timeouts.handshake_ms = 10000;
+    conf->timeouts.request_header_ms = 10000;
+    conf->timeouts.keepalive_ms = 60000;
+    conf->timeouts.body_ms = 60000;
+    conf->timeouts.upstream_connect_ms = 5000;
+    conf->timeouts.upstream_response_ms = 30000;
+    conf->limits.max_header_size = 32 * 1024;
+    conf->limits.max_headers = 100;
+    conf->log.level = CDN_LOG_INFO;
+    walk_map(&ld, root, "", top_cmds, conf, seen);
+    if (conf->via == NULL)
+        conf->via = cdn_xstrdup("cdn-node");
+    if (ld.nerr == 0)
+        ret = 0;
+out:
+    node_free(root);
+    free(buf);
+    if (ret == 0) {
+        *out = conf;
+    } else {
+        cdn_conf_free(&conf);
+        conf_err_finish(&ld);
+        *err = ld.err;
+        ld.err = NULL;
+    }
+    free(ld.err);
+    return ret;
+}
+
+void cdn_conf_free(struct cdn_conf **confp)
+{
+    if (confp == NULL || *confp == NULL)
+        return;
+    struct cdn_conf *conf = *confp;
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        struct cdn_conf_listener *l = &conf->listeners[i];
+        free(l->name);
+        free(l->address);
+        free(l->certificate);
+        free(l->key);
+        free(l->ca_file);
+    }
+    free(conf->listeners);
+    for (size_t i = 0; i < conf->nremap; i++) {
+        free(conf->remap[i].from);
+        free(conf->remap[i].to);
+    }
+    free(conf->remap);
+    free(conf->upstream.address);
+    free(conf->upstream.client_certificate);
+    free(conf->upstream.client_key);
+    free(conf->upstream.ca_file);
+    free(conf->upstream.server_name);
+    free(conf->log.error);
+    free(conf->log.access);
+    free(conf->via);
+    free(conf->path);
+    free(conf);
+    *confp = NULL;
+}
+
+enum cdn_role_kind cdn_conf_role_parse(const char *s)
+{
+    if (s == NULL)
+        return CDN_ROLE_UNSET;
+    if (strcmp(s, "edge") == 0)
+        return CDN_ROLE_EDGE;
+    if (strcmp(s, "regional") == 0)
+        return CDN_ROLE_REGIONAL;
+    return CDN_ROLE_UNSET;
+}
+
+const char *cdn_conf_role_name(enum cdn_role_kind r)
+{
+    switch (r) {
+    case CDN_ROLE_UNSET:
+        return "unset";
+    case CDN_ROLE_EDGE:
+        return "edge";
+    case CDN_ROLE_REGIONAL:
+        return "regional";
+    }
+    return "invalid";
+}
+
+const char *cdn_conf_client_auth_name(int level)
+{
+    switch (level) {
+    case CDN_CLIENT_AUTH_UNSET:
+        return "unset";
+    case CDN_CLIENT_AUTH_NONE:
+        return "none";
+    case CDN_CLIENT_AUTH_REQUEST:
+        return "request";
+    case CDN_CLIENT_AUTH_REQUIRE:
+        return "require";
+    default:
+        return "invalid";
+    }
+}
+
+static void keys_walk(const struct conf_cmd *cmds, const char *prefix, cdn_conf_key_cb *cb, void *arg)
+{
+    for (const struct conf_cmd *c = cmds; c->key != NULL; c++) {
+        char *k = prefix ? cdn_xasprintf("%s.%s", prefix, c->key) : cdn_xstrdup(c->key);
+        cb(k, arg);
+        if (c->sub != NULL) {
+            char *p = (c->flags & CMD_SEQ) ? cdn_xasprintf("%s[]", k) : cdn_xstrdup(k);
+            keys_walk(c->sub, p, cb, arg);
+            free(p);
+        }
+        free(k);
+    }
+}
+
+void cdn_conf_keys(cdn_conf_key_cb *cb, void *arg)
+{
+    keys_walk(top_cmds, NULL, cb, arg);
+}

@@ -1,0 +1,105 @@
+/*
+ * conf: the node's YAML configuration (libyaml), loaded into an immutable struct cdn_conf.
+ * Every problem is reported as "file:line:col: key: message"; loading collects all problems
+ * instead of stopping at the first. Relative paths are resolved against the config file's folder.
+ */
+#ifndef CDN_CONF_H
+#define CDN_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum cdn_role_kind { CDN_ROLE_UNSET = 0, CDN_ROLE_EDGE, CDN_ROLE_REGIONAL };
+enum cdn_client_auth {
+    CDN_CLIENT_AUTH_UNSET = -1, /* not in the file: the role's default applies */
+    CDN_CLIENT_AUTH_NONE = 0,
+    CDN_CLIENT_AUTH_REQUEST = 1,
+    CDN_CLIENT_AUTH_REQUIRE = 2,
+};
+enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
+
+/* Position of a YAML node, for diagnostics raised after loading (e.g. by a role). */
+struct cdn_conf_pos {
+    int line, col; /* 1-based; 0 when the key was absent */
+};
+
+struct cdn_conf_listener {
+    char *name;              /* default "listenerN" (N = index) */
+    char *address;           /* IPv4 or IPv6 literal; required */
+    int port;                /* 0..65535; 0 = pick a free port (written to --ports-file); required */
+    bool tls;                /* default false */
+    char *certificate, *key; /* PEM paths; required when tls */
+    int client_auth;         /* enum cdn_client_auth; UNSET when absent */
+    char *ca_file;           /* CA bundle to verify client certificates */
+    struct cdn_conf_pos pos, client_auth_pos;
+};
+
+struct cdn_conf_upstream {
+    char *address;            /* optional "host:port": connect here instead of the remap target (a parent) */
+    char *client_certificate; /* PEM presented to a TLS upstream */
+    char *client_key;
+    char *ca_file;     /* CA bundle to verify the upstream; NULL = system default store */
+    bool verify;       /* default true: chain and name are checked */
+    char *server_name; /* SNI and name to verify; default the remap target's host */
+    struct cdn_conf_pos pos;
+};
+
+struct cdn_conf_remap_rule {
+    char *from, *to; /* URLs from "map FROM TO" */
+    struct cdn_conf_pos pos;
+};
+
+struct cdn_conf_timeouts {
+    uint64_t handshake_ms;         /* TLS handshake on accept; default 10s */
+    uint64_t request_header_ms;    /* first byte to complete request head; default 10s */
+    uint64_t keepalive_ms;         /* idle between requests; default 60s */
+    uint64_t body_ms;              /* idle while a body is in flight, either direction; default 60s */
+    uint64_t upstream_connect_ms;  /* TCP connect + TLS handshake to the upstream; default 5s */
+    uint64_t upstream_response_ms; /* request sent to response head received; default 30s */
+};
+
+struct cdn_conf_limits {
+    uint64_t max_header_size; /* default 32KiB */
+    uint64_t max_headers;     /* default 100, at most 256 */
+};
+
+struct cdn_conf_log {
+    char *error;  /* path, or NULL/"-" for stderr */
+    char *access; /* path, or NULL for no access log, "-" for stdout */
+    int level;    /* enum cdn_log_level; default info */
+};
+
+struct cdn_conf {
+    char *path;
+    enum cdn_role_kind role;
+    struct cdn_conf_pos role_pos;
+    unsigned workers; /* 0 = number of cores */
+    struct cdn_conf_listener *listeners;
+    size_t nlisteners;
+    struct cdn_conf_remap_rule *remap;
+    size_t nremap;
+    struct cdn_conf_upstream upstream;
+    struct cdn_conf_timeouts timeouts;
+    struct cdn_conf_limits limits;
+    struct cdn_conf_log log;
+    char *via; /* pseudonym in Via headers; default "cdn-node" */
+};
+
+/* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).
+ * On failure returns -1 and *err: one line per problem, "file:line:col: message", heap (caller frees). */
+int cdn_conf_load(const char *path, struct cdn_conf **out, char **err);
+void cdn_conf_free(struct cdn_conf **conf);
+
+/* "edge" -> CDN_ROLE_EDGE ...; CDN_ROLE_UNSET for anything else. */
+enum cdn_role_kind cdn_conf_role_parse(const char *s);
+const char *cdn_conf_role_name(enum cdn_role_kind r);
+const char *cdn_conf_client_auth_name(int level);
+
+/* Calls cb once for every key the loader accepts, as a path such as "listeners[].port" or "timeouts.body",
+ * parents before children. The path is valid only during the call. Lets a test check that docs/CONFIG.md
+ * documents every key (STYLE 3.9). */
+typedef void cdn_conf_key_cb(const char *path, void *arg);
+void cdn_conf_keys(cdn_conf_key_cb *cb, void *arg);
+
+#endif

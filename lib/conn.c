@@ -1,0 +1,659 @@
+/*
+ * conn: see conn.h. TLS runs over two memory BIOs: ciphertext read from the socket is written into
+ * rbio and SSL_read turns it into plaintext in c->in; whatever OpenSSL produces (handshake records,
+ * alerts, application data, close_notify) is moved from wbio to c->out after every SSL_* call, so a
+ * failing handshake still sends its alert. libuv owns the socket; OpenSSL never touches the fd.
+ *
+ * Lifetime: three handles (tcp, timer, kick) are initialised at creation and closed together; the
+ * memory is freed when the last close callback ran (and no getaddrinfo is outstanding).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <arpa/inet.h>
+
+#include "lib/conn.h"
+#include "lib/tls.h"
+#include "lib/util.h"
+
+#define READ_CHUNK   (64u * 1024u)
+#define LINGER_MS    2000u /* after our FIN: read and discard so the peer's unread data gets no RST */
+#define END_LIMIT_MS 5000u /* the whole flush + linger sequence */
+
+static _Thread_local char rx_cipher[READ_CHUNK];
+static _Atomic uint64_t next_id = 1;
+/* Every live conn of this thread's loop, so a stopping worker can close detached ones too. */
+static _Thread_local struct cdn_conn *live_conns;
+
+static void emit(struct cdn_conn *c, enum cdn_conn_event ev, int status)
+{
+    if (c->closing || c->ending || c->cb == NULL)
+        return;
+    c->cb(c, ev, status);
+}
+
+static void conn_free(struct cdn_conn *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        live_conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    SSL_free(c->ssl); /* frees both BIOs */
+    cdn_buf_dispose(&c->in);
+    cdn_buf_dispose(&c->out);
+    cdn_buf_dispose(&c->wbuf);
+    free(c->connect_host);
+    c->magic = 0;
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct cdn_conn *c = h->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (--c->open_handles != 0 || c->resolving)
+        return;
+    conn_free(c);
+}
+
+void cdn_conn_close(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->kick, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, cdn_conn_cb *cb, void *data)
+{
+    struct cdn_conn *c = cdn_xcalloc(1, sizeof(*c));
+    c->magic = CDN_CONN_MAGIC;
+    c->loop = loop;
+    c->cb = cb;
+    c->data = data;
+    c->in_cap = in_cap;
+    c->id = next_id++;
+    c->next = live_conns;
+    if (live_conns != NULL)
+        live_conns->prev = c;
+    live_conns = c;
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
+    uv_timer_init(loop, &c->kick);
+    c->tcp.data = c->timer.data = c->kick.data = c;
+    c->open_handles = 3;
+    cdn_buf_init(&c->in);
+    cdn_buf_init(&c->out);
+    cdn_buf_init(&c->wbuf);
+    if (ctx != NULL) {
+        c->ssl = SSL_new(ctx);
+        CDN_ASSERT(c->ssl != NULL);
+        c->rbio = BIO_new(BIO_s_mem());
+        c->wbio = BIO_new(BIO_s_mem());
+        CDN_ASSERT(c->rbio != NULL && c->wbio != NULL);
+        BIO_set_mem_eof_return(c->rbio, -1); /* empty means "retry", not EOF */
+        BIO_set_mem_eof_return(c->wbio, -1);
+        SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    }
+    return c;
+}
+
+/* ---- writing ---- */
+
+static void start_write(struct cdn_conn *c);
+static void finish_end(struct cdn_conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct cdn_conn *c = req->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    c->writing = 0;
+    cdn_buf_consume(&c->wbuf, c->wbuf.len);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        if (c->ending) {
+            cdn_conn_close(c);
+            return;
+        }
+        snprintf(c->err, sizeof(c->err), "write: %s", uv_strerror(status));
+        emit(c, CDN_CONN_EV_ERROR, status);
+        return;
+    }
+    start_write(c);
+    if (c->ending) {
+        if (!c->writing)
+            finish_end(c);
+        return;
+    }
+    if (c->want_drain && cdn_conn_pending(c) < CDN_CONN_LOW_WATER) {
+        c->want_drain = 0;
+        emit(c, CDN_CONN_EV_DRAIN, 0);
+    }
+}
+
+static void start_write(struct cdn_conn *c)
+{
+    if (c->writing || c->out.len == 0 || c->closing || !c->connected)
+        return;
+    struct cdn_buf tmp = c->wbuf;
+    c->wbuf = c->out;
+    c->out = tmp;
+    uv_buf_t b = uv_buf_init(cdn_buf_data(&c->wbuf), (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        /* report from a callback, never from inside the caller's write */
+        snprintf(c->err, sizeof(c->err), "write: %s", uv_strerror(rc));
+        cdn_buf_consume(&c->wbuf, c->wbuf.len);
+        cdn_conn_close(c);
+        return;
+    }
+    c->writing = 1;
+}
+
+/* Moves whatever OpenSSL produced into the output queue. */
+static void tls_flush(struct cdn_conn *c)
+{
+    size_t n;
+    while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
+        char *p = cdn_buf_reserve(&c->out, n);
+        int k = BIO_read(c->wbio, p, (int)n);
+        if (k <= 0)
+            break;
+        cdn_buf_commit(&c->out, (size_t)k);
+    }
+}
+
+void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || c->ending || n == 0)
+        return;
+    c->bytes_out += n;
+    if (c->ssl == NULL) {
+        cdn_buf_append(&c->out, p, n);
+    } else {
+        const char *s = p;
+        while (n > 0) {
+            int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
+            ERR_clear_error();
+            int k = SSL_write(c->ssl, s, chunk);
+            if (k <= 0) {
+                cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
+                break; /* the read side reports the failure */
+            }
+            s += k;
+            n -= (size_t)k;
+        }
+        tls_flush(c);
+    }
+    start_write(c);
+}
+
+size_t cdn_conn_pending(const struct cdn_conn *c)
+{
+    return c->out.len + c->wbuf.len;
+}
+
+bool cdn_conn_congested(struct cdn_conn *c)
+{
+    if (cdn_conn_pending(c) <= CDN_CONN_HIGH_WATER)
+        return false;
+    c->want_drain = 1;
+    return true;
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct cdn_conn *c = h->data;
+    if (c->ssl != NULL || c->ending) {
+        *buf = uv_buf_init(rx_cipher, sizeof(rx_cipher));
+        return;
+    }
+    size_t room = c->in_cap > c->in.len ? c->in_cap - c->in.len : 0;
+    if (room > READ_CHUNK)
+        room = READ_CHUNK;
+    if (room == 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the owner ignored the cap */
+        return;
+    }
+    *buf = uv_buf_init(cdn_buf_reserve(&c->in, room), (unsigned)room);
+}
+
+/* Decrypts buffered records into c->in until it is full or OpenSSL needs more input.
+ * Returns 1 if plaintext was added, 0 if not, or a negative error (EOF is reported via *eof). */
+static int tls_pump(struct cdn_conn *c, bool *eof)
+{
+    int added = 0;
+    while (c->in.len < c->in_cap) {
+        size_t room = c->in_cap - c->in.len;
+        if (room > READ_CHUNK)
+            room = READ_CHUNK;
+        char *p = cdn_buf_reserve(&c->in, room);
+        ERR_clear_error();
+        int k = SSL_read(c->ssl, p, (int)room);
+        if (k > 0) {
+            cdn_buf_commit(&c->in, (size_t)k);
+            c->bytes_in += (size_t)k;
+            added = 1;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, k);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            *eof = true;
+            break;
+        }
+        cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
+        tls_flush(c);
+        start_write(c);
+        return CDN_ETLS;
+    }
+    tls_flush(c); /* post-handshake messages, key updates */
+    start_write(c);
+    return added;
+}
+
+static void deliver_eof(struct cdn_conn *c, int status)
+{
+    c->eof = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    emit(c, CDN_CONN_EV_EOF, status);
+}
+
+/* Ciphertext or decrypted records still buffered inside the TLS layer. */
+static bool tls_has_pending(const struct cdn_conn *c)
+{
+    return c->ssl != NULL && c->tls_done && (BIO_ctrl_pending(c->rbio) > 0 || SSL_pending(c->ssl) > 0);
+}
+
+/* Hands buffered plaintext to the owner, decrypting more whenever the owner made room, and reports
+ * EOF only once nothing is left inside the TLS layer (a full c->in must not hide the last bytes). */
+static void deliver(struct cdn_conn *c)
+{
+    for (;;) {
+        if (c->ssl != NULL && c->tls_done && !c->tls_eof) {
+            bool eof = false;
+            int rc = tls_pump(c, &eof);
+            if (rc < 0) {
+                emit(c, CDN_CONN_EV_ERROR, rc);
+                return;
+            }
+            if (eof)
+                c->tls_eof = 1;
+        }
+        if (c->in.len > 0) {
+            emit(c, CDN_CONN_EV_READ, 0);
+            if (c->closing || c->ending || !c->reading)
+                return;
+        }
+        if (c->tls_eof || !tls_has_pending(c) || c->in.len >= c->in_cap)
+            break;
+    }
+    if (c->eof || c->closing || c->ending)
+        return;
+    if (c->tls_eof)
+        deliver_eof(c, 0);
+    else if (c->sock_eof && !tls_has_pending(c))
+        deliver_eof(c, c->ssl != NULL ? CDN_ECLOSED : 0); /* TLS without close_notify: a truncation */
+}
+
+static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
+{
+    if (n > 0 && BIO_write(c->rbio, p, (int)n) != (int)n) {
+        snprintf(c->err, sizeof(c->err), "out of memory buffering TLS input");
+        emit(c, CDN_CONN_EV_ERROR, CDN_ENOMEM);
+        return;
+    }
+    if (!c->tls_done) {
+        ERR_clear_error();
+        int rc = SSL_do_handshake(c->ssl);
+        tls_flush(c);
+        start_write(c);
+        if (rc != 1) {
+            int e = SSL_get_error(c->ssl, rc);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
+            emit(c, CDN_CONN_EV_ERROR,
+                 c->is_client && SSL_get_verify_result(c->ssl) != X509_V_OK ? CDN_EVERIFY : CDN_ETLS);
+            return;
+        }
+        c->tls_done = 1;
+        emit(c, CDN_CONN_EV_OPEN, 0);
+        if (c->closing || c->ending || !c->reading)
+            return;
+    }
+    deliver(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct cdn_conn *c = s->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || nread == 0)
+        return;
+    if (c->ending) { /* lingering: discard until EOF */
+        if (nread < 0)
+            cdn_conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        uv_read_stop(s);
+        if (nread == UV_EOF) {
+            c->sock_eof = 1;
+            if (c->ssl != NULL && !c->tls_done) {
+                snprintf(c->err, sizeof(c->err), "peer closed during the TLS handshake");
+                emit(c, CDN_CONN_EV_ERROR, CDN_ECLOSED);
+                return;
+            }
+            deliver(c);
+            return;
+        }
+        snprintf(c->err, sizeof(c->err), "read: %s", uv_strerror((int)nread));
+        c->reading = 0;
+        emit(c, CDN_CONN_EV_ERROR, (int)nread);
+        return;
+    }
+    if (c->ssl != NULL) {
+        tls_on_cipher(c, buf->base, (size_t)nread);
+        return;
+    }
+    cdn_buf_commit(&c->in, (size_t)nread);
+    c->bytes_in += (size_t)nread;
+    deliver(c);
+}
+
+static void on_kick(uv_timer_t *t)
+{
+    struct cdn_conn *c = t->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->deferred_err != 0) {
+        emit(c, CDN_CONN_EV_ERROR, c->deferred_err);
+        return;
+    }
+    if (c->reading)
+        deliver(c);
+}
+
+/* Failures found inside an API call are reported from a callback, never re-entrantly. */
+static void defer_error(struct cdn_conn *c, int err)
+{
+    c->deferred_err = err;
+    uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+void cdn_conn_read_start(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->reading || c->closing || c->ending || c->eof || !c->connected)
+        return;
+    if (!c->sock_eof && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+        return; /* the socket is gone; the pending write or the timer reports it */
+    c->reading = 1;
+    /* buffered plaintext, records left in the TLS layer, or an EOF seen while paused */
+    if (c->in.len > 0 || tls_has_pending(c) || c->sock_eof || c->tls_eof)
+        uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+void cdn_conn_read_stop(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (!c->reading || c->ending)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->kick);
+    c->reading = 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct cdn_conn *c = t->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->ending) {
+        cdn_conn_close(c);
+        return;
+    }
+    emit(c, CDN_CONN_EV_TIMEOUT, CDN_ETIMEOUT);
+}
+
+void cdn_conn_set_timeout(struct cdn_conn *c, uint64_t ms)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || c->ending)
+        return;
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- graceful end: flush, close_notify, FIN, linger ---- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct cdn_conn *c = req->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing)
+        return;
+    if (status < 0 || c->eof) {
+        cdn_conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+}
+
+static void finish_end(struct cdn_conn *c)
+{
+    if (c->shut_sent || c->closing)
+        return;
+    c->shut_sent = 1;
+    c->sreq.data = c;
+    if (!c->connected || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        cdn_conn_close(c);
+}
+
+void cdn_conn_end(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || c->ending)
+        return;
+    if (!c->connected) {
+        cdn_conn_close(c);
+        return;
+    }
+    if (c->ssl != NULL && c->tls_done) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        tls_flush(c);
+        start_write(c);
+    }
+    c->ending = 1;
+    uv_timer_stop(&c->kick);
+    uv_timer_start(&c->timer, on_timer, END_LIMIT_MS, 0);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    if (!c->writing)
+        finish_end(c);
+}
+
+/* ---- server side ---- */
+
+static void format_peer(struct cdn_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, ip, sizeof(ip));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, ip, sizeof(ip));
+            port = ntohs(a->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+}
+
+struct cdn_conn *cdn_conn_accept(uv_stream_t *listener, SSL_CTX *ctx, size_t in_cap, cdn_conn_cb *cb,
+                                 void *data, int *err)
+{
+    struct cdn_conn *c = conn_new(listener->loop, ctx, in_cap, cb, data);
+    int rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        *err = rc;
+        cdn_conn_close(c);
+        return NULL;
+    }
+    c->connected = 1;
+    uv_tcp_nodelay(&c->tcp, 1);
+    format_peer(c);
+    if (c->ssl != NULL)
+        SSL_set_accept_state(c->ssl);
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        *err = rc;
+        cdn_conn_close(c);
+        return NULL;
+    }
+    c->reading = 1;
+    return c;
+}
+
+/* ---- client side ---- */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct cdn_conn *c = req->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        snprintf(c->err, sizeof(c->err), "connect to %s: %s", c->peer, uv_strerror(status));
+        emit(c, CDN_CONN_EV_ERROR, status);
+        return;
+    }
+    c->connected = 1;
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = 1;
+    if (c->ssl == NULL) {
+        emit(c, CDN_CONN_EV_OPEN, 0);
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    tls_on_cipher(c, NULL, 0); /* sends the ClientHello */
+}
+
+static void connect_addr(struct cdn_conn *c, const struct sockaddr *sa)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof(ip));
+    else
+        uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof(ip));
+    snprintf(c->peer, sizeof(c->peer), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->connect_port);
+    c->creq.data = c;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    if (rc < 0) {
+        snprintf(c->err, sizeof(c->err), "connect to %s: %s", c->peer, uv_strerror(rc));
+        defer_error(c, rc);
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct cdn_conn *c = req->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    c->resolving = 0;
+    if (c->closing) {
+        uv_freeaddrinfo(res);
+        if (c->open_handles == 0) /* all close callbacks already ran */
+            conn_free(c);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        snprintf(c->err, sizeof(c->err), "resolve %s: %s", c->connect_host, uv_strerror(status));
+        uv_freeaddrinfo(res);
+        emit(c, CDN_CONN_EV_ERROR, status < 0 ? status : UV_EAI_NONAME);
+        return;
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(c->connect_port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->connect_port);
+    connect_addr(c, (struct sockaddr *)&ss);
+}
+
+struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *ctx,
+                                  const char *tls_name, bool verify, size_t in_cap, cdn_conn_cb *cb,
+                                  void *data)
+{
+    struct cdn_conn *c = conn_new(loop, ctx, in_cap, cb, data);
+    c->is_client = 1;
+    c->connect_host = cdn_xstrdup(host);
+    c->connect_port = port;
+    snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+    if (c->ssl != NULL && cdn_tls_client_setup(c->ssl, tls_name != NULL ? tls_name : host, verify) != 0) {
+        snprintf(c->err, sizeof(c->err), "cannot set TLS name %s", tls_name != NULL ? tls_name : host);
+        defer_error(c, CDN_ETLS);
+        return c;
+    }
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    if (uv_ip4_addr(host, port, &a4) == 0) {
+        connect_addr(c, (struct sockaddr *)&a4);
+    } else if (uv_ip6_addr(host, port, &a6) == 0) {
+        connect_addr(c, (struct sockaddr *)&a6);
+    } else {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->gai.data = c;
+        int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, host, NULL, &hints);
+        if (rc < 0) {
+            snprintf(c->err, sizeof(c->err), "resolve %s: %s", host, uv_strerror(rc));
+            defer_error(c, rc);
+        } else {
+            c->resolving = 1;
+        }
+    }
+    return c;
+}
+
+void cdn_conn_close_all(void)
+{
+    for (struct cdn_conn *c = live_conns; c != NULL; c = c->next)
+        cdn_conn_close(c);
+}
+
+const char *cdn_conn_tls_version(const struct cdn_conn *c)
+{
+    return c->ssl != NULL && c->tls_done ? SSL_get_version(c->ssl) : NULL;
+}
+
+const char *cdn_conn_sni(const struct cdn_conn *c)
+{
+    return c->ssl != NULL ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}

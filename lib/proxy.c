@@ -1,0 +1,776 @@
+/*
+ * proxy: the request path, one session per downstream connection. States, in order:
+ *
+ *   HANDSHAKE -> IDLE -> HEAD -> CONNECT -> WAIT_RESP -> RESP_BODY -> IDLE (keep-alive) ...
+ *
+ * HEAD parses with lib/http1 (pure), CONNECT opens the upstream conn (TLS verified by lib/tls),
+ * WAIT_RESP streams the request body up while waiting for the response head, RESP_BODY streams the
+ * response body down. Bodies are decoded (length or chunked) and re-framed, never buffered whole:
+ * when the receiving conn is congested the sending conn stops reading until a DRAIN event.
+ * The request head is copied (method, host, path) before it is consumed from the input buffer,
+ * because the parser's pointers die with that buffer space.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/conn.h"
+#include "lib/http1.h"
+#include "lib/log.h"
+#include "lib/proxy.h"
+#include "lib/util.h"
+
+#define SESSION_MAGIC 0x73657373u
+
+#define STATE_LIST(X)                                 \
+    X(HANDSHAKE, "TLS handshaking")                   \
+    X(IDLE, "waiting for a request")                  \
+    X(HEAD, "reading the request head")               \
+    X(CONNECT, "connecting upstream")                 \
+    X(WAIT_RESP, "waiting for the upstream response") \
+    X(RESP_BODY, "sending the response body")
+
+enum sess_state {
+#define X(name, action) ST_##name,
+    STATE_LIST(X)
+#undef X
+};
+
+static const char *const state_action[] = {
+#define X(name, action) action,
+    STATE_LIST(X)
+#undef X
+};
+
+struct cdn_session {
+    uint32_t magic;
+    struct cdn_worker *w;
+    const struct cdn_listener_rt *lis;
+    struct cdn_session *prev, *next;
+    struct cdn_conn *down, *up;
+    enum sess_state state;
+    uint64_t t_start;
+    bool client_eof;
+    size_t head_scanned; /* bytes of a partial head already known to hold no line end */
+
+    /* the request in flight (copied out of the input buffer) */
+    char *method, *host, *path;
+    int minor;
+    bool keep_alive, is_head;
+    enum cdn_http_body_kind req_kind;
+    uint64_t req_left;
+    struct cdn_http_chunked req_dec;
+    bool req_done;
+    struct cdn_buf up_head; /* request head waiting for the upstream to open */
+    char *up_name;          /* "host:port" of the upstream, for logs */
+
+    /* the response in flight */
+    int status;
+    enum cdn_http_body_kind resp_kind;
+    uint64_t resp_left;
+    struct cdn_http_chunked resp_dec;
+    bool resp_head_sent, resp_chunked_out, close_after;
+    uint64_t resp_bytes;
+};
+
+static void on_down(struct cdn_conn *c, enum cdn_conn_event ev, int status);
+static void on_up(struct cdn_conn *c, enum cdn_conn_event ev, int status);
+static void process_request_bytes(struct cdn_session *s);
+static bool pump_request_body(struct cdn_session *s);
+static void pump_response_body(struct cdn_session *s);
+
+static const struct cdn_conf *conf_of(const struct cdn_session *s)
+{
+    return s->w->srv->conf;
+}
+
+static size_t in_cap(const struct cdn_session *s)
+{
+    return (size_t)conf_of(s)->limits.max_header_size + 64 * 1024;
+}
+
+/* RFC 9110 5.6.7 IMF-fixdate, cached per thread per second. */
+static const char *http_date(void)
+{
+    static _Thread_local char buf[40];
+    static _Thread_local time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+static void reset_request(struct cdn_session *s)
+{
+    free(s->method);
+    free(s->host);
+    free(s->path);
+    free(s->up_name);
+    s->method = s->host = s->path = s->up_name = NULL;
+    cdn_buf_dispose(&s->up_head);
+    s->req_kind = CDN_HTTP_BODY_NONE;
+    s->req_left = 0;
+    s->req_done = false;
+    s->status = 0;
+    s->resp_kind = CDN_HTTP_BODY_NONE;
+    s->resp_left = 0;
+    s->resp_head_sent = s->resp_chunked_out = s->close_after = false;
+    s->resp_bytes = 0;
+    s->keep_alive = s->is_head = false;
+    s->head_scanned = 0;
+}
+
+static void session_free(struct cdn_session *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        s->w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    reset_request(s);
+    s->magic = 0;
+    free(s);
+}
+
+/* Drops both connections now (errors, truncation) and frees the session. */
+static void session_abort(struct cdn_session *s)
+{
+    if (s->up != NULL)
+        cdn_conn_close(s->up);
+    if (s->down != NULL)
+        cdn_conn_close(s->down);
+    session_free(s);
+}
+
+/* Ends the downstream connection gracefully (queued bytes are flushed first). */
+static void session_end(struct cdn_session *s)
+{
+    if (s->up != NULL)
+        cdn_conn_close(s->up);
+    cdn_conn_end(s->down);
+    session_free(s);
+}
+
+static void log_access(struct cdn_session *s)
+{
+    if (!cdn_log_access_enabled())
+        return;
+    const char *tlsv = cdn_conn_tls_version(s->down);
+    const char *sni = cdn_conn_sni(s->down);
+    cdn_log_access("%s \"%s %s%s HTTP/1.%d\" %d %llu %llums sni=%s tls=%s up=%s", s->down->peer,
+                   s->method != NULL ? s->method : "-", s->host != NULL ? s->host : "",
+                   s->path != NULL ? s->path : "-", s->minor, s->status, (unsigned long long)s->resp_bytes,
+                   (unsigned long long)(cdn_now_ms() - s->t_start), sni != NULL ? sni : "-",
+                   tlsv != NULL ? tlsv : "-", s->up_name != NULL ? s->up_name : "-");
+}
+
+/* Answers with a locally generated response. The connection is kept only when asked and when
+ * nothing of the request is left unread; returns true when the session was ended. */
+static bool send_error(struct cdn_session *s, int status, bool keep)
+{
+    keep = keep && s->keep_alive && s->req_done && !s->client_eof && !s->w->stopping;
+    const char *reason = cdn_http1_reason(status);
+    char body[128];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    char head[512];
+    int hlen = snprintf(head, sizeof(head),
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                        "Cache-Control: no-store\r\n%s\r\n",
+                        status, reason, http_date(), blen, keep ? "" : "Connection: close\r\n");
+    cdn_conn_write(s->down, head, (size_t)hlen);
+    if (!s->is_head)
+        cdn_conn_write(s->down, body, (size_t)blen);
+    s->status = status;
+    s->resp_bytes = s->is_head ? 0 : (uint64_t)blen;
+    log_access(s);
+    if (s->up != NULL) {
+        cdn_conn_close(s->up);
+        s->up = NULL;
+    }
+    if (!keep) {
+        session_end(s);
+        return true;
+    }
+    reset_request(s);
+    s->state = ST_IDLE;
+    cdn_conn_set_timeout(s->down, conf_of(s)->timeouts.keepalive_ms);
+    cdn_conn_read_start(s->down);
+    return false;
+}
+
+static void append_str(struct cdn_buf *b, const char *p)
+{
+    cdn_buf_append(b, p, strlen(p));
+}
+
+/* Appends "Via: <received>, 1.<minor> <pseudonym>". */
+static void append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
+                       const char *via)
+{
+    append_str(b, "Via: ");
+    for (size_t i = 0; i < n; i++) {
+        if (cdn_strieq(h[i].name, h[i].name_len, "via") && h[i].value_len > 0) {
+            cdn_buf_append(b, h[i].value, h[i].value_len);
+            append_str(b, ", ");
+        }
+    }
+    char mine[96];
+    snprintf(mine, sizeof(mine), "1.%d %s\r\n", minor, via);
+    append_str(b, mine);
+}
+
+static bool is_header(const struct cdn_http_header *h, const char *name)
+{
+    return cdn_strieq(h->name, h->name_len, name);
+}
+
+static void append_header(struct cdn_buf *b, const struct cdn_http_header *h)
+{
+    cdn_buf_append(b, h->name, h->name_len);
+    append_str(b, ": ");
+    cdn_buf_append(b, h->value, h->value_len);
+    append_str(b, "\r\n");
+}
+
+static void build_upstream_head(struct cdn_session *s, const struct cdn_http_request *req,
+                                const struct cdn_remap_rule *rule, const char *target)
+{
+    struct cdn_buf *b = &s->up_head;
+    char line[64];
+    cdn_buf_append(b, req->method, req->method_len);
+    append_str(b, " ");
+    append_str(b, target);
+    append_str(b, " HTTP/1.1\r\nHost: ");
+    bool v6 = strchr(rule->to.host, ':') != NULL;
+    if (v6)
+        append_str(b, "[");
+    append_str(b, rule->to.host);
+    if (v6)
+        append_str(b, "]");
+    if (rule->to.port != (rule->to.tls ? 443 : 80)) {
+        snprintf(line, sizeof(line), ":%u", rule->to.port);
+        append_str(b, line);
+    }
+    append_str(b, "\r\n");
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct cdn_http_header *h = &req->headers[i];
+        if (h->hop_by_hop || is_header(h, "host") || is_header(h, "content-length") ||
+            is_header(h, "expect") || is_header(h, "via"))
+            continue;
+        append_header(b, h);
+    }
+    append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
+    if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
+        snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
+        append_str(b, line);
+    } else if (req->body_kind == CDN_HTTP_BODY_CHUNKED) {
+        append_str(b, "Transfer-Encoding: chunked\r\n");
+    }
+    /* one exchange per upstream connection until pooling exists: let the upstream close early */
+    append_str(b, "Connection: close\r\n\r\n");
+}
+
+static void start_upstream(struct cdn_session *s, const struct cdn_remap_rule *rule)
+{
+    const struct cdn_server *srv = s->w->srv;
+    const struct cdn_conf_upstream *uc = &srv->conf->upstream;
+    const char *host = rule->to.host;
+    uint16_t port = rule->to.port;
+    char *ovr_host = NULL;
+    if (uc->address != NULL) { /* a parent: connect there, still verify the target's name */
+        const char *colon = strrchr(uc->address, ':');
+        const char *h = uc->address;
+        size_t hl = (size_t)(colon - h);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+            h++;
+            hl -= 2;
+        }
+        ovr_host = cdn_xstrndup(h, hl);
+        host = ovr_host;
+        port = (uint16_t)atoi(colon + 1);
+    }
+    s->up_name = cdn_xasprintf("%s:%u", host, port);
+    const char *tls_name = uc->server_name != NULL ? uc->server_name : rule->to.host;
+    s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
+                             uc->verify, in_cap(s), on_up, s);
+    free(ovr_host);
+    cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_connect_ms);
+    s->state = ST_CONNECT;
+}
+
+static void handle_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)
+{
+    s->method = cdn_xstrndup(req->method, req->method_len);
+    s->host = req->host != NULL ? cdn_xstrndup(req->host, req->host_len) : NULL;
+    s->path = cdn_xstrndup(req->path, req->path_len);
+    s->minor = req->minor_version;
+    s->keep_alive = req->keep_alive;
+    s->is_head = cdn_strieq(req->method, req->method_len, "HEAD");
+    s->req_kind = req->body_kind;
+    s->req_left = req->content_length;
+    s->req_done = req->body_kind == CDN_HTTP_BODY_NONE ||
+                  (req->body_kind == CDN_HTTP_BODY_LENGTH && req->content_length == 0);
+    cdn_http1_chunked_init(&s->req_dec);
+
+    /* tunnels and TRACE are not served here */
+    if (cdn_strieq(req->method, req->method_len, "CONNECT") ||
+        cdn_strieq(req->method, req->method_len, "TRACE")) {
+        cdn_buf_consume(&s->down->in, head_len);
+        send_error(s, 405, true);
+        return;
+    }
+    const struct cdn_remap_rule *rule = cdn_remap_lookup(s->w->srv->remap, s->lis->ctx != NULL, req->host,
+                                                         req->host_len, req->path, req->path_len);
+    if (rule == NULL) {
+        cdn_buf_consume(&s->down->in, head_len);
+        send_error(s, 404, true); /* never an open proxy */
+        return;
+    }
+    char *target = cdn_remap_target_path(rule, req->path, req->path_len);
+    build_upstream_head(s, req, rule, target);
+    free(target);
+    cdn_buf_consume(&s->down->in, head_len); /* req points into this buffer: no use of it below */
+    if (req->expect_continue && !s->req_done) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        cdn_conn_write(s->down, cont, sizeof(cont) - 1);
+    }
+    /* the body waits in the socket until the upstream is open; pipelined requests wait too */
+    cdn_conn_read_stop(s->down);
+    cdn_conn_set_timeout(s->down, 0);
+    start_upstream(s, rule);
+}
+
+static void process_request_bytes(struct cdn_session *s)
+{
+    struct cdn_conn *d = s->down;
+    if (d->in.len == 0)
+        return;
+    if (s->state == ST_IDLE) {
+        s->state = ST_HEAD;
+        s->t_start = cdn_now_ms();
+        cdn_conn_set_timeout(d, conf_of(s)->timeouts.request_header_ms);
+    }
+    /* Re-parse only when a line was completed (or the limit reached): a client trickling one byte
+     * at a time must not make us re-scan the whole head for every byte. */
+    size_t max_head = (size_t)conf_of(s)->limits.max_header_size;
+    if (d->in.len < max_head && s->head_scanned < d->in.len &&
+        memchr(cdn_buf_data(&d->in) + s->head_scanned, '\n', d->in.len - s->head_scanned) == NULL &&
+        !s->client_eof) {
+        s->head_scanned = d->in.len;
+        return;
+    }
+    s->head_scanned = d->in.len;
+    static _Thread_local struct cdn_http_request req; /* 10 KiB: kept off the stack */
+    int rc = cdn_http1_parse_request(cdn_buf_data(&d->in), d->in.len, &s->w->srv->limits, &req);
+    if (rc == CDN_HTTP_EAGAIN) {
+        if (s->client_eof) /* the head will never complete */
+            session_abort(s);
+        return;
+    }
+    if (rc < 0) {
+        cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: bad request (%d) while %s", (unsigned long long)d->id,
+                d->peer, -rc, state_action[s->state]);
+        s->keep_alive = false;
+        send_error(s, -rc, false);
+        return;
+    }
+    handle_request(s, &req, (size_t)rc);
+}
+
+/* ---- request body: down -> up ---- */
+
+static void write_chunk(struct cdn_conn *c, const char *p, size_t n)
+{
+    char hdr[24];
+    int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+    cdn_conn_write(c, hdr, (size_t)k);
+    cdn_conn_write(c, p, n);
+    cdn_conn_write(c, "\r\n", 2);
+}
+
+static void request_body_done(struct cdn_session *s)
+{
+    s->req_done = true;
+    cdn_conn_read_stop(s->down); /* pipelined requests wait for this response */
+    cdn_conn_set_timeout(s->down, 0);
+}
+
+/* Returns false when the session was freed. */
+static bool pump_request_body(struct cdn_session *s)
+{
+    struct cdn_conn *d = s->down;
+    while (!s->req_done && d->in.len > 0) {
+        if (cdn_conn_congested(s->up)) {
+            cdn_conn_read_stop(d); /* resumed by the upstream's DRAIN */
+            return true;
+        }
+        const char *p = cdn_buf_data(&d->in);
+        if (s->req_kind == CDN_HTTP_BODY_LENGTH) {
+            size_t n = d->in.len < s->req_left ? d->in.len : (size_t)s->req_left;
+            cdn_conn_write(s->up, p, n);
+            cdn_buf_consume(&d->in, n);
+            s->req_left -= n;
+            if (s->req_left == 0) {
+                request_body_done(s);
+                return true;
+            }
+            continue;
+        }
+        size_t used = 0, dlen = 0;
+        const char *data = NULL;
+        int rc = cdn_http1_chunked_decode(&s->req_dec, p, d->in.len, &used, &data, &dlen);
+        if (rc == 0)
+            write_chunk(s->up, data, dlen);
+        cdn_buf_consume(&d->in, used);
+        if (rc == 1) {
+            cdn_conn_write(s->up, "0\r\n\r\n", 5);
+            request_body_done(s);
+            return true;
+        }
+        if (rc == CDN_HTTP_EAGAIN)
+            break;
+        if (rc < 0) {
+            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: bad chunked request body", (unsigned long long)d->id,
+                    d->peer);
+            s->keep_alive = false;
+            if (!s->resp_head_sent)
+                send_error(s, 400, false);
+            else
+                session_abort(s);
+            return false;
+        }
+    }
+    if (!s->req_done)
+        cdn_conn_set_timeout(d, conf_of(s)->timeouts.body_ms);
+    return true;
+}
+
+/* ---- response: up -> down ---- */
+
+static void build_response_head(struct cdn_session *s, const struct cdn_http_response *res, struct cdn_buf *b)
+{
+    char line[128];
+    const char *reason = cdn_http1_reason(res->status);
+    snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
+    append_str(b, line);
+    if (res->reason_len > 0)
+        cdn_buf_append(b, res->reason, res->reason_len);
+    else
+        append_str(b, reason);
+    append_str(b, "\r\n");
+    bool has_date = false;
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const struct cdn_http_header *h = &res->headers[i];
+        if (h->hop_by_hop || is_header(h, "via"))
+            continue;
+        if (is_header(h, "content-length") && res->body_kind != CDN_HTTP_BODY_NONE)
+            continue;
+        has_date |= is_header(h, "date");
+        append_header(b, h);
+    }
+    if (!has_date) { /* RFC 9110 6.6.1: a forwarder with a clock adds the missing Date */
+        append_str(b, "Date: ");
+        append_str(b, http_date());
+        append_str(b, "\r\n");
+    }
+    append_via(b, res->headers, res->num_headers, res->minor_version, s->w->srv->via);
+    s->close_after = !s->keep_alive || s->client_eof || s->w->stopping;
+    if (res->body_kind == CDN_HTTP_BODY_LENGTH) {
+        snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)res->content_length);
+        append_str(b, line);
+    } else if (res->body_kind == CDN_HTTP_BODY_CHUNKED || res->body_kind == CDN_HTTP_BODY_EOF) {
+        if (s->minor >= 1) {
+            append_str(b, "Transfer-Encoding: chunked\r\n");
+            s->resp_chunked_out = true;
+        } else {
+            s->close_after = true; /* an HTTP/1.0 client learns the end from the close */
+        }
+    }
+    if (s->close_after)
+        append_str(b, "Connection: close\r\n");
+    else if (s->minor == 0)
+        append_str(b, "Connection: keep-alive\r\n");
+    append_str(b, "\r\n");
+}
+
+static void finish_response(struct cdn_session *s, bool up_clean)
+{
+    if (s->resp_chunked_out)
+        cdn_conn_write(s->down, "0\r\n\r\n", 5);
+    log_access(s);
+    if (up_clean)
+        cdn_conn_end(s->up);
+    else
+        cdn_conn_close(s->up);
+    s->up = NULL;
+    if (s->close_after || !s->req_done || s->client_eof || s->w->stopping) {
+        session_end(s);
+        return;
+    }
+    reset_request(s);
+    s->state = ST_IDLE;
+    cdn_conn_set_timeout(s->down, conf_of(s)->timeouts.keepalive_ms);
+    cdn_conn_read_start(s->down); /* delivers READ at once if a pipelined request is buffered */
+}
+
+static void upstream_failed(struct cdn_session *s, int status, const char *why)
+{
+    cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream %s: %s while %s", (unsigned long long)s->down->id,
+            s->down->peer, s->up_name != NULL ? s->up_name : "-", why, state_action[s->state]);
+    if (s->up != NULL) {
+        cdn_conn_close(s->up);
+        s->up = NULL;
+    }
+    if (s->resp_head_sent) {
+        session_abort(s); /* the client sees a truncated body, never a false end */
+        return;
+    }
+    send_error(s, status, true);
+}
+
+static void read_response_head(struct cdn_session *s)
+{
+    struct cdn_conn *u = s->up;
+    static _Thread_local struct cdn_http_response res;
+    for (;;) {
+        int rc =
+            cdn_http1_parse_response(cdn_buf_data(&u->in), u->in.len, &s->w->srv->limits, s->is_head, &res);
+        if (rc == CDN_HTTP_EAGAIN)
+            return;
+        if (rc < 0) {
+            upstream_failed(s, 502, "malformed response head");
+            return;
+        }
+        if (res.status == 101) {
+            upstream_failed(s, 502, "unexpected 101 Switching Protocols");
+            return;
+        }
+        if (res.status < 200) { /* interim: 100-continue was answered by us already */
+            cdn_buf_consume(&u->in, (size_t)rc);
+            continue;
+        }
+        struct cdn_buf head;
+        cdn_buf_init(&head);
+        s->status = res.status;
+        s->resp_kind = res.body_kind;
+        s->resp_left = res.content_length;
+        cdn_http1_chunked_init(&s->resp_dec);
+        build_response_head(s, &res, &head);
+        cdn_buf_consume(&u->in, (size_t)rc);
+        cdn_conn_write(s->down, cdn_buf_data(&head), head.len);
+        cdn_buf_dispose(&head);
+        s->resp_head_sent = true;
+        s->state = ST_RESP_BODY;
+        cdn_conn_set_timeout(u, conf_of(s)->timeouts.body_ms);
+        if (s->resp_kind == CDN_HTTP_BODY_NONE ||
+            (s->resp_kind == CDN_HTTP_BODY_LENGTH && s->resp_left == 0)) {
+            finish_response(s, true);
+            return;
+        }
+        pump_response_body(s);
+        return;
+    }
+}
+
+static void send_body(struct cdn_session *s, const char *p, size_t n)
+{
+    if (s->resp_chunked_out)
+        write_chunk(s->down, p, n);
+    else
+        cdn_conn_write(s->down, p, n);
+    s->resp_bytes += n;
+}
+
+static void pump_response_body(struct cdn_session *s)
+{
+    struct cdn_conn *u = s->up;
+    while (u->in.len > 0) {
+        if (cdn_conn_congested(s->down)) {
+            cdn_conn_read_stop(u); /* resumed by the client's DRAIN */
+            return;
+        }
+        const char *p = cdn_buf_data(&u->in);
+        if (s->resp_kind == CDN_HTTP_BODY_EOF) {
+            size_t n = u->in.len;
+            send_body(s, p, n);
+            cdn_buf_consume(&u->in, n);
+            continue;
+        }
+        if (s->resp_kind == CDN_HTTP_BODY_LENGTH) {
+            size_t n = u->in.len < s->resp_left ? u->in.len : (size_t)s->resp_left;
+            send_body(s, p, n);
+            cdn_buf_consume(&u->in, n);
+            s->resp_left -= n;
+            if (s->resp_left == 0) {
+                finish_response(s, u->in.len == 0);
+                return;
+            }
+            continue;
+        }
+        size_t used = 0, dlen = 0;
+        const char *data = NULL;
+        int rc = cdn_http1_chunked_decode(&s->resp_dec, p, u->in.len, &used, &data, &dlen);
+        if (rc == 0)
+            send_body(s, data, dlen);
+        cdn_buf_consume(&u->in, used);
+        if (rc == 1) {
+            finish_response(s, u->in.len == 0);
+            return;
+        }
+        if (rc == CDN_HTTP_EAGAIN)
+            break;
+        if (rc < 0) {
+            upstream_failed(s, 502, "malformed chunked body");
+            return;
+        }
+    }
+    cdn_conn_set_timeout(u, conf_of(s)->timeouts.body_ms);
+}
+
+/* ---- events ---- */
+
+static void on_up(struct cdn_conn *c, enum cdn_conn_event ev, int status)
+{
+    struct cdn_session *s = c->data;
+    CDN_CHECK_OBJ(s, SESSION_MAGIC);
+    char why[320];
+    switch (ev) {
+    case CDN_CONN_EV_OPEN:
+        cdn_conn_write(c, cdn_buf_data(&s->up_head), s->up_head.len);
+        cdn_buf_dispose(&s->up_head);
+        s->state = ST_WAIT_RESP;
+        cdn_conn_set_timeout(c, conf_of(s)->timeouts.upstream_response_ms);
+        if (!s->req_done && pump_request_body(s) && !s->req_done && !cdn_conn_congested(c))
+            cdn_conn_read_start(s->down);
+        return;
+    case CDN_CONN_EV_READ:
+        if (s->state == ST_WAIT_RESP)
+            read_response_head(s);
+        else if (s->state == ST_RESP_BODY)
+            pump_response_body(s);
+        return;
+    case CDN_CONN_EV_DRAIN:
+        if (!s->req_done)
+            cdn_conn_read_start(s->down);
+        return;
+    case CDN_CONN_EV_EOF:
+        if (s->state == ST_RESP_BODY && s->resp_kind == CDN_HTTP_BODY_EOF) {
+            finish_response(s, false);
+            return;
+        }
+        upstream_failed(s, 502,
+                        s->state == ST_RESP_BODY ? "closed before the end of the body"
+                                                 : "closed before sending a response");
+        return;
+    case CDN_CONN_EV_ERROR:
+        snprintf(why, sizeof(why), "%s", c->err[0] != '\0' ? c->err : cdn_strerror(status));
+        upstream_failed(s, 502, why);
+        return;
+    case CDN_CONN_EV_TIMEOUT:
+        upstream_failed(s, 504, s->state == ST_CONNECT ? "connect timed out" : "timed out");
+        return;
+    }
+}
+
+static void on_down(struct cdn_conn *c, enum cdn_conn_event ev, int status)
+{
+    struct cdn_session *s = c->data;
+    CDN_CHECK_OBJ(s, SESSION_MAGIC);
+    switch (ev) {
+    case CDN_CONN_EV_OPEN:
+        s->state = ST_IDLE;
+        cdn_conn_set_timeout(c, conf_of(s)->timeouts.request_header_ms);
+        return;
+    case CDN_CONN_EV_READ:
+        if (s->state == ST_IDLE || s->state == ST_HEAD)
+            process_request_bytes(s);
+        else if (!s->req_done && s->up != NULL && s->state != ST_CONNECT)
+            pump_request_body(s);
+        else
+            cdn_conn_read_stop(c);
+        return;
+    case CDN_CONN_EV_DRAIN:
+        if (s->up != NULL && s->state == ST_RESP_BODY)
+            cdn_conn_read_start(s->up);
+        return;
+    case CDN_CONN_EV_EOF:
+        s->client_eof = true;
+        if ((s->state == ST_HEAD || s->state == ST_IDLE) && c->in.len > 0) {
+            process_request_bytes(s); /* a complete head may still be buffered */
+            return;
+        }
+        if (s->state == ST_HANDSHAKE || s->state == ST_IDLE || s->state == ST_HEAD || !s->req_done) {
+            session_abort(s);
+            return;
+        }
+        return; /* request complete: finish the response, then close */
+    case CDN_CONN_EV_ERROR:
+        if (s->state == ST_HANDSHAKE)
+            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s client_auth=%s: TLS handshake failed: %s",
+                    (unsigned long long)c->id, c->peer, cdn_conn_sni(c) != NULL ? cdn_conn_sni(c) : "-",
+                    cdn_conf_client_auth_name(s->lis->client_auth), c->err);
+        else
+            cdn_log(CDN_LOG_DEBUG, "conn=%llu peer=%s: %s while %s", (unsigned long long)c->id, c->peer,
+                    c->err[0] != '\0' ? c->err : cdn_strerror(status), state_action[s->state]);
+        if (s->state == ST_HANDSHAKE)
+            session_end(s); /* flush the alert */
+        else
+            session_abort(s);
+        return;
+    case CDN_CONN_EV_TIMEOUT:
+        if (s->state == ST_HEAD) {
+            s->keep_alive = false;
+            send_error(s, 408, false);
+        } else if (s->state == ST_IDLE) {
+            session_end(s);
+        } else {
+            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: timed out while %s", (unsigned long long)c->id, c->peer,
+                    state_action[s->state]);
+            session_abort(s);
+        }
+        return;
+    }
+}
+
+void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_stream_t *listener)
+{
+    struct cdn_session *s = cdn_xcalloc(1, sizeof(*s));
+    s->magic = SESSION_MAGIC;
+    s->w = w;
+    s->lis = l;
+    cdn_buf_init(&s->up_head);
+    int err = 0;
+    s->down = cdn_conn_accept(listener, l->ctx, (size_t)w->srv->conf->limits.max_header_size + 64 * 1024,
+                              on_down, s, &err);
+    if (s->down == NULL) {
+        cdn_log(CDN_LOG_WARN, "accept: %s", uv_strerror(err));
+        s->magic = 0;
+        free(s);
+        return;
+    }
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    s->t_start = cdn_now_ms();
+    if (l->ctx != NULL) {
+        s->state = ST_HANDSHAKE;
+        cdn_conn_set_timeout(s->down, w->srv->conf->timeouts.handshake_ms);
+    } else {
+        s->state = ST_IDLE;
+        cdn_conn_set_timeout(s->down, w->srv->conf->timeouts.request_header_ms);
+    }
+}
+
+void cdn_proxy_shutdown(struct cdn_worker *w)
+{
+    while (w->sessions != NULL)
+        session_abort(w->sessions);
+    cdn_conn_close_all();
+}

@@ -1,0 +1,18 @@
+/*
+ * proxy: the request path. A session is one downstream connection: it reads request heads,
+ * finds the remap rule, opens the upstream connection, and streams the request body up and the
+ * response body down with backpressure in both directions. See docs/ARCHITECTURE.md.
+ */
+#ifndef CDN_PROXY_H
+#define CDN_PROXY_H
+
+#include <uv.h>
+
+#include "lib/server.h"
+
+/* Called by the worker for each connection ready on a listener. */
+void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_stream_t *listener);
+/* Closes every session and connection of the worker (it is stopping). */
+void cdn_proxy_shutdown(struct cdn_worker *w);
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * server: see server.h. Sockets are created and bound in the main thread before any worker starts,
+ * so "address in use" or a bad certificate is reported before the node claims to be ready; the
+ * ports file is written only after that (tests and `make run` treat it as the readiness signal).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "lib/log.h"
+#include "lib/proxy.h"
+#include "lib/server.h"
+#include "lib/tls.h"
+#include "lib/util.h"
+
+static int make_addr(const char *address, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (uv_ip4_addr(address, port, (struct sockaddr_in *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in);
+        return 0;
+    }
+    if (uv_ip6_addr(address, port, (struct sockaddr_in6 *)ss) == 0) {
+        *len = sizeof(struct sockaddr_in6);
+        return 0;
+    }
+    return -1;
+}
+
+static int bind_socket(const struct sockaddr_storage *ss, socklen_t len, bool reuseport, bool do_listen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        goto fail;
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0)
+        goto fail;
+    if (do_listen && listen(fd, 511) != 0)
+        goto fail;
+    return fd;
+fail : {
+    int e = errno;
+    close(fd);
+    return -e;
+}
+}
+
+static int bind_listener(struct cdn_server *s, size_t li, char **err)
+{
+    struct cdn_listener_rt *l = &s->listeners[li];
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (make_addr(l->conf->address, l->conf->port, &ss, &len) != 0) {
+        *err = cdn_xasprintf("%s:%d:%d: listener %s: bad address %s", s->conf->path, l->conf->pos.line,
+                             l->conf->pos.col, l->conf->name, l->conf->address);
+        return -1;
+    }
+    /* A probe without SO_REUSEPORT fails if anything already listens there (another node included),
+     * and resolves port 0 to one port that every worker then shares. */
+    int probe = bind_socket(&ss, len, false, false);
+    if (probe < 0) {
+        *err =
+            cdn_xasprintf("%s:%d:%d: listener %s: cannot bind %s:%d: %s", s->conf->path, l->conf->pos.line,
+                          l->conf->pos.col, l->conf->name, l->conf->address, l->conf->port, strerror(-probe));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(probe, (struct sockaddr *)&bound, &blen);
+    l->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    close(probe);
+    make_addr(l->conf->address, l->port, &ss, &len);
+    for (unsigned w = 0; w < s->nworkers; w++) {
+        int fd = bind_socket(&ss, len, true, true);
+        if (fd < 0) {
+            *err = cdn_xasprintf("%s:%d:%d: listener %s: cannot listen on %s:%d: %s", s->conf->path,
+                                 l->conf->pos.line, l->conf->pos.col, l->conf->name, l->conf->address,
+                                 l->port, strerror(-fd));
+            return -1;
+        }
+        s->fds[w * s->nlisteners + li] = fd;
+    }
+    return 0;
+}
+
+static bool remap_needs_tls(const struct cdn_remap *r)
+{
+    for (size_t i = 0; i < r->nrules; i++) {
+        if (r->rules[i].to.tls)
+            return true;
+    }
+    return false;
+}
+
+int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cdn_server_policy *policy,
+                    char **err)
+{
+    memset(s, 0, sizeof(*s));
+    s->conf = conf;
+    s->policy = *policy;
+    s->via = cdn_xstrdup(conf->via != NULL ? conf->via : "cdn-node");
+    s->limits.max_head_size = conf->limits.max_header_size;
+    s->limits.max_headers = conf->limits.max_headers;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->nworkers = conf->workers != 0 ? conf->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+    s->nlisteners = conf->nlisteners;
+    s->listeners = cdn_xcalloc(s->nlisteners, sizeof(*s->listeners));
+    s->fds = cdn_xcalloc((size_t)s->nworkers * s->nlisteners, sizeof(int));
+    for (size_t i = 0; i < (size_t)s->nworkers * s->nlisteners; i++)
+        s->fds[i] = -1;
+
+    if (cdn_remap_new(conf, &s->remap, err) != 0)
+        return -1;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        struct cdn_listener_rt *l = &s->listeners[i];
+        const struct cdn_conf_listener *lc = &conf->listeners[i];
+        l->conf = lc;
+        l->client_auth =
+            lc->client_auth != CDN_CLIENT_AUTH_UNSET ? lc->client_auth : policy->default_client_auth;
+        if (!lc->tls) {
+            if (l->client_auth != CDN_CLIENT_AUTH_NONE) {
+                *err = cdn_xasprintf("%s:%d:%d: listener %s: client_auth %s needs tls: true", conf->path,
+                                     lc->pos.line, lc->pos.col, lc->name,
+                                     cdn_conf_client_auth_name(l->client_auth));
+                return -1;
+            }
+            continue;
+        }
+        char *e = NULL;
+        l->ctx = cdn_tls_server_ctx_new(lc->certificate, lc->key, l->client_auth, lc->ca_file, &e);
+        if (l->ctx == NULL) {
+            *err = cdn_xasprintf("%s:%d:%d: listener %s: %s", conf->path, lc->pos.line, lc->pos.col, lc->name,
+                                 e);
+            free(e);
+            return -1;
+        }
+    }
+    if (remap_needs_tls(s->remap)) {
+        char *e = NULL;
+        s->upstream_ctx = cdn_tls_client_ctx_new(&conf->upstream, &e);
+        if (s->upstream_ctx == NULL) {
+            *err = cdn_xasprintf("%s:%d:%d: upstream: %s", conf->path, conf->upstream.pos.line,
+                                 conf->upstream.pos.col, e);
+            free(e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cdn_server_bind(struct cdn_server *s, char **err)
+{
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        if (bind_listener(s, i, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct cdn_worker *w = listener->loop->data;
+    CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    if (status < 0) {
+        cdn_log(CDN_LOG_WARN, "accept: %s", uv_strerror(status));
+        return;
+    }
+    size_t li = (size_t)((uv_tcp_t *)listener - w->listeners);
+    cdn_proxy_accept(w, &w->srv->listeners[li], listener);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+}
+
+static void on_stop(uv_async_t *a)
+{
+    struct cdn_worker *w = a->data;
+    CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    w->stopping = true;
+    for (size_t i = 0; i < w->srv->nlisteners; i++)
+        uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
+    cdn_proxy_shutdown(w);
+    uv_close((uv_handle_t *)&w->stop, NULL);
+}
+
+static void worker_main(void *arg)
+{
+    struct cdn_worker *w = arg;
+    struct cdn_server *s = w->srv;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        uv_tcp_t *t = &w->listeners[i];
+        uv_tcp_init(&w->loop, t);
+        int fd = s->fds[w->idx * s->nlisteners + i];
+        int rc = uv_tcp_open(t, fd);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)t, 511, on_connection);
+        if (rc == 0)
+            s->fds[w->idx * s->nlisteners + i] = -1; /* the handle owns it now */
+        else
+            cdn_log(CDN_LOG_ERROR, "worker %u: listener %s: %s", w->idx, s->listeners[i].conf->name,
+                    uv_strerror(rc));
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+static int write_ports_file(const struct cdn_server *s, const char *path)
+{
+    char *tmp = cdn_xasprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = -1;
+    if (f == NULL)
+        goto out;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        fprintf(f, "%s %d\n", s->listeners[i].conf->name, s->listeners[i].port);
+    if (fclose(f) != 0)
+        goto out;
+    rc = rename(tmp, path);
+out:
+    if (rc != 0)
+        cdn_log(CDN_LOG_ERROR, "cannot write ports file %s: %s", path, strerror(errno));
+    free(tmp);
+    return rc;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    cdn_log(CDN_LOG_INFO, "received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_stop(sig->loop);
+}
+
+int cdn_server_run(struct cdn_server *s, const char *ports_file)
+{
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t main_loop;
+    uv_loop_init(&main_loop);
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(&main_loop, &sigterm);
+    uv_signal_init(&main_loop, &sigint);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+
+    s->workers = cdn_xcalloc(s->nworkers, sizeof(*s->workers));
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct cdn_worker *w = &s->workers[i];
+        w->magic = CDN_WORKER_MAGIC;
+        w->srv = s;
+        w->idx = i;
+        uv_loop_init(&w->loop);
+        w->loop.data = w;
+        uv_async_init(&w->loop, &w->stop, on_stop);
+        w->stop.data = w;
+        w->listeners = cdn_xcalloc(s->nlisteners, sizeof(uv_tcp_t));
+        CDN_ASSERT(uv_thread_create(&w->thread, worker_main, w) == 0);
+    }
+    if (ports_file != NULL)
+        write_ports_file(s, ports_file);
+    for (size_t i = 0; i < s->nlisteners; i++)
+        cdn_log(CDN_LOG_INFO, "%s: listening on %s:%d (%s%s%s), %u workers", s->policy.role_name,
+                s->listeners[i].conf->address, s->listeners[i].port,
+                s->listeners[i].ctx != NULL ? "tls" : "plain",
+                s->listeners[i].ctx != NULL ? ", client_auth " : "",
+                s->listeners[i].ctx != NULL ? cdn_conf_client_auth_name(s->listeners[i].client_auth) : "",
+                s->nworkers);
+
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < s->nworkers; i++)
+        uv_async_send(&s->workers[i].stop);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct cdn_worker *w = &s->workers[i];
+        uv_thread_join(&w->thread);
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+        if (uv_loop_close(&w->loop) != 0)
+            cdn_log(CDN_LOG_WARN, "worker %u: handles left open at exit", i);
+        free(w->listeners);
+        w->magic = 0;
+    }
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&main_loop);
+    if (ports_file != NULL)
+        unlink(ports_file);
+    return 0;
+}
+
+void cdn_server_dispose(struct cdn_server *s)
+{
+    for (size_t i = 0; s->fds != NULL && i < (size_t)s->nworkers * s->nlisteners; i++) {
+        if (s->fds[i] >= 0)
+            close(s->fds[i]);
+    }
+    for (size_t i = 0; s->listeners != NULL && i < s->nlisteners; i++)
+        SSL_CTX_free(s->listeners[i].ctx);
+    SSL_CTX_free(s->upstream_ctx);
+    cdn_remap_free(&s->remap);
+    free(s->listeners);
+    free(s->fds);
+    free(s->workers);
+    free(s->via);
+    memset(s, 0, sizeof(*s));
+}

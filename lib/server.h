@@ -1,0 +1,74 @@
+/*
+ * server: the process. Loads TLS contexts and remap rules from the config, binds every listener
+ * once per worker with SO_REUSEPORT (so the kernel spreads connections), runs N worker threads each
+ * with its own uv_loop, and stops them all on SIGTERM/SIGINT. Workers share only read-only state.
+ */
+#ifndef CDN_SERVER_H
+#define CDN_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "lib/conf.h"
+#include "lib/http1.h"
+#include "lib/remap.h"
+
+#define CDN_WORKER_MAGIC 0x776f726bu
+
+/* What differs between the tiers, as far as the core needs to know (the role module decides it). */
+struct cdn_server_policy {
+    const char *role_name;
+    int default_client_auth; /* applied to listeners whose client_auth is UNSET */
+};
+
+struct cdn_listener_rt {
+    const struct cdn_conf_listener *conf;
+    SSL_CTX *ctx;    /* NULL = plain HTTP */
+    int client_auth; /* effective level */
+    int port;        /* the port actually bound */
+};
+
+struct cdn_session;
+
+struct cdn_worker {
+    uint32_t magic;
+    struct cdn_server *srv;
+    unsigned idx;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop;
+    uv_tcp_t *listeners;          /* one per cdn_listener_rt */
+    struct cdn_session *sessions; /* every live session, for shutdown */
+    bool stopping;
+};
+
+struct cdn_server {
+    struct cdn_conf *conf; /* borrowed; outlives the server */
+    struct cdn_server_policy policy;
+    struct cdn_remap *remap;
+    SSL_CTX *upstream_ctx; /* client context for TLS upstreams */
+    struct cdn_listener_rt *listeners;
+    size_t nlisteners;
+    unsigned nworkers;
+    struct cdn_worker *workers;
+    int *fds; /* nworkers * nlisteners bound + listening sockets, handed to the workers */
+    struct cdn_http_limits limits;
+    char *via; /* "cdn-node" */
+};
+
+/* Builds everything that can fail before serving except sockets: TLS contexts (each error names
+ * the file and the listener) and remap rules. Returns 0, or -1 with *err (heap). check-config
+ * stops here. */
+int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cdn_server_policy *policy,
+                    char **err);
+/* Binds every listener once per worker ("address in use" is reported here). 0 or -1 + *err. */
+int cdn_server_bind(struct cdn_server *s, char **err);
+/* Starts the workers, writes ports_file (may be NULL) once listening, and blocks until SIGTERM or
+ * SIGINT has stopped them. Returns 0. */
+int cdn_server_run(struct cdn_server *s, const char *ports_file);
+void cdn_server_dispose(struct cdn_server *s);
+
+#endif

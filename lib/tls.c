@@ -1,0 +1,203 @@
+/*
+ * tls: context construction. Every failure names the file and what is wrong with it, because an
+ * operator reading "SSL_CTX_use_certificate_file failed" learns nothing. Verification of client
+ * certificates happens inside the handshake (SSL_VERIFY_FAIL_IF_NO_PEER_CERT for "require"), so a
+ * client without a valid certificate never gets to send an HTTP byte.
+ */
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <arpa/inet.h>
+
+#include "lib/tls.h"
+#include "lib/util.h"
+
+static const unsigned char session_ctx_id[] = "cdn-node";
+
+static void drain_errors(char *buf, size_t n)
+{
+    size_t k = 0;
+    unsigned long e;
+    buf[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        if (k < n)
+            k += (size_t)snprintf(buf + k, n - k, "%s%s", k > 0 ? "; " : "", one);
+    }
+    if (k == 0)
+        snprintf(buf, n, "unknown TLS error");
+}
+
+static char *file_error(const char *what, const char *path)
+{
+    char detail[512];
+    drain_errors(detail, sizeof(detail));
+    return cdn_xasprintf("%s %s: %s", what, path, detail);
+}
+
+STACK_OF(X509) * cdn_tls_load_certs(const char *path, char **err)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    if (bio == NULL) {
+        *err = file_error("cannot read certificate file", path);
+        return NULL;
+    }
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    X509 *x;
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+        sk_X509_push(sk, x);
+    ERR_clear_error(); /* the loop ends on "no start line" */
+    BIO_free(bio);
+    if (sk_X509_num(sk) == 0) {
+        sk_X509_free(sk);
+        *err = cdn_xasprintf("certificate file %s: no PEM certificate in it", path);
+        return NULL;
+    }
+    return sk;
+}
+
+static int common_setup(SSL_CTX *ctx)
+{
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    return 0;
+}
+
+static int use_cert_and_key(SSL_CTX *ctx, const char *cert, const char *key, char **err)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        *err = file_error("cannot load certificate", cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            *err = cdn_xasprintf("private key %s does not match certificate %s", key, cert);
+        } else {
+            *err = file_error("cannot load private key", key);
+        }
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        *err = cdn_xasprintf("private key %s does not match certificate %s", key, cert);
+        return -1;
+    }
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    if (leaf != NULL && X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0) {
+        *err = cdn_xasprintf("certificate %s has expired", cert);
+        return -1;
+    }
+    return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
+{
+    static const unsigned char h1[] = "\x08http/1.1";
+    if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1) - 1, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_OK;
+    return SSL_TLSEXT_ERR_NOACK; /* no ALPN match: carry on without it, HTTP/1.1 is implied */
+}
+
+SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_auth, const char *ca_file,
+                                char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        *err = file_error("cannot create TLS context for", cert);
+        return NULL;
+    }
+    common_setup(ctx);
+    SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    if (use_cert_and_key(ctx, cert, key, err) != 0)
+        goto fail;
+    if (client_auth != CDN_CLIENT_AUTH_NONE) {
+        if (ca_file == NULL) {
+            *err = cdn_xasprintf("client_auth %s needs ca_file", cdn_conf_client_auth_name(client_auth));
+            goto fail;
+        }
+        if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            *err = file_error("cannot load client CA file", ca_file);
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+        if (names == NULL) {
+            ERR_clear_error();
+            *err = cdn_xasprintf("client CA file %s: no certificates in it", ca_file);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        int mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
+        if (client_auth == CDN_CLIENT_AUTH_REQUIRE)
+            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_verify(ctx, mode, NULL);
+        SSL_CTX_set_verify_depth(ctx, 4);
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        *err = file_error("cannot create TLS context for", "upstream");
+        return NULL;
+    }
+    common_setup(ctx);
+    static const unsigned char h1[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1) - 1);
+    if (u->client_certificate != NULL &&
+        use_cert_and_key(ctx, u->client_certificate, u->client_key, err) != 0)
+        goto fail;
+    if (u->ca_file != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1) {
+            *err = file_error("cannot load upstream CA file", u->ca_file);
+            goto fail;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        *err = file_error("cannot load the system CA store for", "upstream");
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, u->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_verify_depth(ctx, 8);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int cdn_tls_client_setup(SSL *ssl, const char *name, int verify)
+{
+    unsigned char tmp[16];
+    bool is_ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
+    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1)
+        return -1;
+    if (!verify)
+        return 0;
+    if (is_ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1 ? 0 : -1;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return SSL_set1_host(ssl, name) == 1 ? 0 : -1;
+}
+
+void cdn_tls_describe_error(SSL *ssl, char *buf, size_t n)
+{
+    long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (vr != X509_V_OK) {
+        ERR_clear_error();
+        snprintf(buf, n, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+        return;
+    }
+    drain_errors(buf, n);
+}

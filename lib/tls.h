@@ -1,0 +1,36 @@
+/*
+ * tls: building OpenSSL contexts from the config, and naming TLS failures for logs.
+ * The per-connection record layer (memory BIOs) lives in conn.c; this module owns policy:
+ * TLS 1.2 minimum, no renegotiation, client-certificate levels, upstream verification.
+ */
+#ifndef CDN_TLS_H
+#define CDN_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "lib/conf.h"
+
+/* Server context for a listener. client_auth is the effective level (the role resolved UNSET).
+ * ca_file may be NULL only for CDN_CLIENT_AUTH_NONE. Returns NULL with *err naming the file and
+ * what is wrong with it (unreadable, not PEM, key does not match, no CA certificates...). */
+SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_auth, const char *ca_file,
+                                char **err);
+
+/* Client context for upstream connections: presents u->client_certificate when set, verifies the
+ * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */
+SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err);
+
+/* Prepares ssl for a connection to name: SNI (unless an IP literal) and, when verify is set,
+ * the host name or IP the peer certificate must match. Returns 0 or -1. */
+int cdn_tls_client_setup(SSL *ssl, const char *name, int verify);
+
+/* Fills buf with the reason of the last failure on ssl: the verify result when a certificate was
+ * rejected, else the drained OpenSSL error queue. Clears the queue. */
+void cdn_tls_describe_error(SSL *ssl, char *buf, size_t n);
+
+/* Loads all certificates of a PEM file into a new stack; NULL + *err when there is none. */
+STACK_OF(X509) * cdn_tls_load_certs(const char *path, char **err);
+
+#endif

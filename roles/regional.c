@@ -1,0 +1,48 @@
+/*
+ * regional: the tier next to the origin. Its listeners are the security boundary: they must be
+ * TLS and, unless the operator says otherwise, require a client certificate verified in the
+ * handshake, so a customer who learns the address is refused before sending one HTTP byte.
+ */
+#include <stddef.h>
+
+#include "lib/util.h"
+#include "roles/role.h"
+
+static int regional_validate(const struct cdn_conf *conf, char **err, char **warn)
+{
+    int rc = 0;
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        const struct cdn_conf_listener *l = &conf->listeners[i];
+        int level = l->client_auth != CDN_CLIENT_AUTH_UNSET ? l->client_auth : CDN_CLIENT_AUTH_REQUIRE;
+        if (!l->tls) {
+            cdn_strappendf(err,
+                           "%s:%d:%d: listeners[%zu]: a regional listener must use tls: true (mTLS is the "
+                           "boundary between the tiers)",
+                           conf->path, l->pos.line, l->pos.col, i);
+            rc = -1;
+            continue;
+        }
+        if (level != CDN_CLIENT_AUTH_NONE && l->ca_file == NULL) {
+            cdn_strappendf(err,
+                           "%s:%d:%d: listeners[%zu]: client_auth %s%s needs ca_file (the CA that signs edge "
+                           "certificates)",
+                           conf->path, l->pos.line, l->pos.col, i, cdn_conf_client_auth_name(level),
+                           l->client_auth == CDN_CLIENT_AUTH_UNSET ? " (the regional default)" : "");
+            rc = -1;
+        }
+        if (level != CDN_CLIENT_AUTH_REQUIRE)
+            cdn_strappendf(warn,
+                           "%s:%d:%d: listeners[%zu]: client_auth %s: clients without an edge certificate "
+                           "can reach this regional",
+                           conf->path, l->client_auth_pos.line, l->client_auth_pos.col, i,
+                           cdn_conf_client_auth_name(level));
+    }
+    return rc;
+}
+
+const struct cdn_role cdn_role_regional = {
+    .name = "regional",
+    .kind = CDN_ROLE_REGIONAL,
+    .default_client_auth = CDN_CLIENT_AUTH_REQUIRE,
+    .validate = regional_validate,
+};

@@ -1,0 +1,283 @@
+# Helpers for the end-to-end tests; sourced by every test/e2e/NN_*.sh (bash).
+#
+# A test runs in its own folder $T (made by run.sh; a standalone run makes one). It starts the processes
+# it needs on 127.0.0.1 port 0 and learns the real ports from the ports files they write, so tests never
+# race for ports. Order: start_origin, then the regional (its config needs ORIGIN_PORT), then the edge.
+# Every process started here is stopped on exit, whatever the exit path: TERM, KILL after 5 s.
+# stop_all also fails the test if a process died of a signal other than TERM, exited with an error,
+# or left a sanitizer report in its stderr.
+#
+# Addressing: a node listens on port 0, so a remap rule cannot name its port. The rules therefore
+# name hosts: customers send "Host: cdn.test" to the edge, which maps https://cdn.test/ to
+# https://regional.cdn.test/ and connects to the regional through upstream.address; the regional maps
+# https://regional.cdn.test/ to http://127.0.0.1:ORIGIN_PORT/. The regional's certificate carries
+# DNS:regional.cdn.test, which is the name the edge verifies.
+#
+# Variables: T (test folder), E2E_SRC (source tree), CDN_NODE, ORIGIN (binaries), PKI (after pki),
+# ORIGIN_PORT (after start_origin).
+
+E2E_SRC=${E2E_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+CDN_NODE=${CDN_NODE:-$E2E_SRC/build/cdn-node}
+ORIGIN=${ORIGIN:-$E2E_SRC/build/origin}
+if [ -z "${T:-}" ]; then
+    T=$(mktemp -d "${TMPDIR:-/tmp}/cdn-e2e.XXXXXX")
+    echo "test folder: $T" >&2
+fi
+export T E2E_SRC CDN_NODE ORIGIN
+
+PATTERN=0123456789abcdefghijklmnopqrstuvwxyz
+EDGE_HOST=cdn.test
+REGIONAL_HOST=regional.cdn.test
+
+declare -A _PID=() # NAME -> pid of every process started by start_origin/start_node
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# assert_eq ACTUAL EXPECTED [WHAT]
+assert_eq() {
+    [ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+# assert_contains TEXT NEEDLE [WHAT]   (fixed string)
+assert_contains() {
+    case "$1" in
+    *"$2"*) ;;
+    *) fail "${3:-output} does not contain '$2'; it was: $(printf '%s' "$1" | head -c 2000)" ;;
+    esac
+}
+
+# assert_not_contains TEXT NEEDLE [WHAT]   (fixed string)
+assert_not_contains() {
+    case "$1" in
+    *"$2"*) fail "${3:-output} contains '$2'; it was: $(printf '%s' "$1" | head -c 2000)" ;;
+    *) ;;
+    esac
+}
+
+# pattern_sha256 N: sha256 of the origin's first N pattern bytes, computed here and not by the origin
+pattern_sha256() {
+    yes "$PATTERN" | tr -d '\n' | head -c "$1" | sha256sum | cut -d' ' -f1
+}
+
+sha256_of() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+# pki: the certificates of scripts/pki.sh --test in $T/pki (PKI). Made once per run.sh run in
+# E2E_PKI_CACHE and copied, since key generation is the slow part.
+pki() {
+    if [ -n "${E2E_PKI_CACHE:-}" ]; then
+        sh "$E2E_SRC/scripts/pki.sh" --test "$E2E_PKI_CACHE" >/dev/null 2>&1 || fail "scripts/pki.sh failed"
+        cp -pr "$E2E_PKI_CACHE" "$T/pki"
+    else
+        sh "$E2E_SRC/scripts/pki.sh" --test "$T/pki" >/dev/null 2>&1 || fail "scripts/pki.sh failed"
+    fi
+    PKI=$T/pki
+}
+
+# alive PID: running; a zombie counts as dead
+_alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ "$st" != Z ]
+}
+
+# _wait_ready NAME: the ports file $T/NAME.ports appears within 10 s, or fail (at once if NAME died)
+_wait_ready() {
+    local name=$1 pid=${_PID[$1]} i
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$T/$name.ports" ] && return 0
+        if ! _alive "$pid"; then
+            local st=0
+            wait "$pid" || st=$?
+            unset "_PID[$name]"
+            fail "$name exited with status $st before it was ready; $T/$name.err ends with:
+$(tail -n 20 "$T/$name.err" 2>/dev/null)"
+        fi
+        sleep 0.1
+    done
+    fail "$name wrote no ports file within 10 s; $T/$name.err ends with:
+$(tail -n 20 "$T/$name.err" 2>/dev/null)"
+}
+
+# start_origin: the test origin on 127.0.0.1, a free port; sets ORIGIN_PORT. Requests go to $T/origin.log.
+start_origin() {
+    : >"$T/origin.log"
+    "$ORIGIN" --address 127.0.0.1 --port 0 --ports-file "$T/origin.ports" --log "$T/origin.log" \
+        >"$T/origin.out" 2>"$T/origin.err" &
+    _PID[origin]=$!
+    _wait_ready origin
+    ORIGIN_PORT=$(port_of origin http)
+}
+
+# start_node NAME ROLE CONFIG: cdn-node, stderr in $T/NAME.err, stdout in $T/NAME.out
+start_node() {
+    local name=$1 role=$2 config=$3
+    rm -f "$T/$name.ports"
+    "$CDN_NODE" run --role "$role" --config "$config" --ports-file "$T/$name.ports" \
+        >"$T/$name.out" 2>"$T/$name.err" &
+    _PID[$name]=$!
+    _wait_ready "$name"
+}
+
+# pid_of NAME
+pid_of() {
+    [ -n "${_PID[$1]:-}" ] || fail "no process named $1"
+    echo "${_PID[$1]}"
+}
+
+# port_of NAME LISTENER: the port LISTENER of NAME bound (from its ports file)
+port_of() {
+    local p
+    p=$(awk -v l="$2" '$1 == l { print $2; exit }' "$T/$1.ports" 2>/dev/null)
+    [ -n "$p" ] || fail "no listener '$2' in $T/$1.ports: $(cat "$T/$1.ports" 2>/dev/null)"
+    echo "$p"
+}
+
+# origin_count: requests the origin has received so far
+origin_count() {
+    local n
+    n=$(wc -l <"$T/origin.log")
+    echo $((n))
+}
+
+# _stop_one NAME [signalled]: TERM (unless already sent), KILL after 5 s, reap; sets _PROBLEM
+# (empty when all went well)
+_stop_one() {
+    local name=$1 pid=${_PID[$1]:-} i st=0
+    _PROBLEM=""
+    [ -n "$pid" ] || return 0
+    [ -n "${2:-}" ] || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        _alive "$pid" || break
+        sleep 0.1
+    done
+    if _alive "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+        _PROBLEM="$name did not exit within 5 s of SIGTERM (killed)"
+    fi
+    wait "$pid" 2>/dev/null || st=$?
+    unset "_PID[$name]"
+    if [ -z "$_PROBLEM" ] && [ "$st" -ne 0 ] && [ "$st" -ne 143 ]; then
+        if [ "$st" -gt 128 ]; then
+            _PROBLEM="$name died of signal $((st - 128))"
+        else
+            _PROBLEM="$name exited with status $st after SIGTERM"
+        fi
+    fi
+    if grep -qE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$T/$name.err" 2>/dev/null; then
+        _PROBLEM="${_PROBLEM:+$_PROBLEM; }$name reported a sanitizer error:
+$(grep -m1 -A 30 -E 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$T/$name.err")"
+    fi
+    return 0
+}
+
+# stop NAME: stops one process; fails on a bad exit or a sanitizer report (see stop_all)
+stop() {
+    _stop_one "$1"
+    [ -z "$_PROBLEM" ] || fail "$_PROBLEM"
+}
+
+# stop_all: stops every process started here (all are signalled before any is waited for) and fails
+# if one died of a signal other than TERM, exited non-zero, needed a KILL, or has a sanitizer report.
+stop_all() {
+    local name problems=""
+    for name in "${!_PID[@]}"; do
+        kill -TERM "${_PID[$name]}" 2>/dev/null || true
+    done
+    for name in "${!_PID[@]}"; do
+        _stop_one "$name" signalled
+        [ -z "$_PROBLEM" ] || problems="$problems
+  $_PROBLEM"
+    done
+    [ -z "$problems" ] || fail "on stop:$problems"
+}
+
+_on_exit() {
+    local rc=$? name
+    trap - EXIT
+    set +e
+    for name in "${!_PID[@]}"; do
+        kill -TERM "${_PID[$name]}" 2>/dev/null
+    done
+    for name in "${!_PID[@]}"; do
+        _stop_one "$name" signalled
+        if [ -n "$_PROBLEM" ]; then
+            echo "FAIL: on stop: $_PROBLEM" >&2
+            rc=1
+        fi
+    done
+    exit "$rc"
+}
+trap _on_exit EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# --- configs -----------------------------------------------------------------------------------
+# Paths in the configs are relative (pki/...): the node resolves them against the config's folder, $T.
+
+# regional_config FILE [CERT_NAME]: a regional in front of the origin, presenting pki/CERT_NAME.crt
+# (default regional), requiring client certificates from the dev CA.
+regional_config() {
+    local cert=${2:-regional}
+    cat >"$1" <<EOF
+role: regional
+workers: 2
+listeners:
+  - name: https
+    address: 127.0.0.1
+    port: 0
+    tls: true
+    certificate: pki/$cert.crt
+    key: pki/$cert.key
+    client_auth: require
+    ca_file: pki/ca.crt
+remap:
+  - "map https://$REGIONAL_HOST/ http://127.0.0.1:$ORIGIN_PORT/"
+EOF
+}
+
+# edge_config FILE REGIONAL_PORT: an edge in front of the regional listening on REGIONAL_PORT.
+edge_config() {
+    cat >"$1" <<EOF
+role: edge
+workers: 2
+listeners:
+  - name: https
+    address: 127.0.0.1
+    port: 0
+    tls: true
+    certificate: pki/edge.crt
+    key: pki/edge.key
+remap:
+  - "map https://$EDGE_HOST/ https://$REGIONAL_HOST/"
+upstream:
+  address: 127.0.0.1:$2
+  client_certificate: pki/edge-client.crt
+  client_key: pki/edge-client.key
+  ca_file: pki/ca.crt
+EOF
+}
+
+# two_tiers: pki + origin + regional + edge with the default configs; sets EDGE (base URL)
+two_tiers() {
+    pki
+    start_origin
+    regional_config "$T/regional.yaml"
+    start_node regional regional "$T/regional.yaml"
+    local rp ep
+    rp=$(port_of regional https)
+    edge_config "$T/edge.yaml" "$rp"
+    start_node edge edge "$T/edge.yaml"
+    ep=$(port_of edge https)
+    export EDGE=https://127.0.0.1:$ep
+}
+
+# ecurl ARGS...: curl as a customer of the edge (trusts the dev CA, Host: cdn.test)
+ecurl() {
+    curl -sS --cacert "$PKI/ca.crt" -H "Host: $EDGE_HOST" "$@"
+}

@@ -1,0 +1,19 @@
+/* Runs every module's Check suite. Each test_<module>.c exports suite_<module>(). */
+#include <stdlib.h>
+
+#include <check.h>
+
+#include "test/unit/suites.h"
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite_util());
+    srunner_add_suite(sr, suite_http1());
+    srunner_add_suite(sr, suite_conf());
+    srunner_add_suite(sr, suite_remap());
+    srunner_add_suite(sr, suite_tls());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,12 @@
+#ifndef CDN_TEST_SUITES_H
+#define CDN_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *suite_util(void);
+Suite *suite_http1(void);
+Suite *suite_conf(void);
+Suite *suite_remap(void);
+Suite *suite_tls(void);
+
+#endif

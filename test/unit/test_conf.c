@@ -1,0 +1,970 @@
+/*
+ * Tests for lib/conf.c: every field of a full file, the defaults, each class of error with its position,
+ * relative path resolution, hostile YAML, and the shipped sample configs. Tests write their YAML into one
+ * mkdtemp folder per run, removed by the fixture.
+ */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "lib/conf.h"
+#include "lib/remap.h"
+#include "lib/util.h"
+#include "test/unit/suites.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/cdn-test-conf-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes text to tmpdir/name and returns the path (heap). */
+static char *write_file(const char *name, const char *text)
+{
+    char *path = cdn_xasprintf("%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, strlen(text), f), strlen(text));
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+static struct cdn_conf *load_ok(const char *yaml)
+{
+    char *path = write_file("c.yaml", yaml), *err = NULL;
+    struct cdn_conf *conf = NULL;
+    int rc = cdn_conf_load(path, &conf, &err);
+    ck_assert_msg(rc == 0, "unexpected errors:\n%s", err ? err : "(none)");
+    ck_assert_ptr_null(err);
+    ck_assert_ptr_nonnull(conf);
+    ck_assert_str_eq(conf->path, path);
+    free(path);
+    return conf;
+}
+
+/* Loads yaml, which must fail; returns the error text with every line prefixed by the file path removed,
+ * so that expectations read "3:5: key: message". */
+static char *load_err(const char *yaml)
+{
+    char *path = write_file("c.yaml", yaml), *err = NULL, *out;
+    struct cdn_conf *conf = (struct cdn_conf *)1;
+    ck_assert_int_eq(cdn_conf_load(path, &conf, &err), -1);
+    ck_assert_ptr_null(conf);
+    ck_assert_ptr_nonnull(err);
+    size_t plen = strlen(path), o = 0;
+    out = cdn_xmalloc(strlen(err) + 3);
+    out[o++] = '\n';
+    for (const char *line = err; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        ck_assert_msg(n > plen + 1 && strncmp(line, path, plen) == 0 && line[plen] == ':',
+                      "line does not start with the path: %.*s", (int)n, line);
+        memcpy(out + o, line + plen + 1, n - plen - 1);
+        o += n - plen - 1;
+        out[o++] = '\n';
+        line += n + (nl != NULL);
+    }
+    out[o] = '\0';
+    free(err);
+    free(path);
+    return out;
+}
+
+/* errs comes from load_err; line must be one whole line of it. */
+#define ck_assert_line(errs, line) \
+    ck_assert_msg(strstr((errs), "\n" line "\n") != NULL, "missing line \"%s\" in:%s", line, (errs))
+
+static size_t count_lines(const char *errs)
+{
+    size_t n = 0;
+    for (const char *p = errs + 1; *p != '\0'; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static const char full_yaml[] = "role: regional\n"
+                                "workers: 4\n"
+                                "via: my-cdn\n"
+                                "listeners:\n"
+                                "  - name: public\n"
+                                "    address: 127.0.0.1\n"
+                                "    port: 9443\n"
+                                "    tls: true\n"
+                                "    certificate: pki/regional.crt\n"
+                                "    key: /abs/regional.key\n"
+                                "    client_auth: require\n"
+                                "    ca_file: pki/ca.crt\n"
+                                "  - address: \"::1\"\n"
+                                "    port: 8080\n"
+                                "remap:\n"
+                                "  - map https://localhost:8443/ https://127.0.0.1:9443/\n"
+                                "  - \"map  http://a/img   http://b/static\"\n"
+                                "upstream:\n"
+                                "  address: \"[::1]:9443\"\n"
+                                "  client_certificate: pki/edge-client.crt\n"
+                                "  client_key: pki/edge-client.key\n"
+                                "  ca_file: pki/ca.crt\n"
+                                "  verify: no\n"
+                                "  server_name: regional.cdn.test\n"
+                                "timeouts:\n"
+                                "  handshake: 250ms\n"
+                                "  request_header: 2\n"
+                                "  keepalive: 2m\n"
+                                "  body: 1h\n"
+                                "  upstream_connect: 1500ms\n"
+                                "  upstream_response: 45s\n"
+                                "limits:\n"
+                                "  max_header_size: 64KiB\n"
+                                "  max_headers: 50\n"
+                                "log:\n"
+                                "  error: \"-\"\n"
+                                "  access: logs/access.log\n"
+                                "  level: debug\n";
+
+static const char min_yaml[] = "listeners:\n"
+                               "  - address: 0.0.0.0\n"
+                               "    port: 0\n";
+
+START_TEST(test_full_config)
+{
+    struct cdn_conf *c = load_ok(full_yaml);
+    char *p;
+
+    ck_assert_int_eq(c->role, CDN_ROLE_REGIONAL);
+    ck_assert_int_eq(c->role_pos.line, 1);
+    ck_assert_int_eq(c->role_pos.col, 7);
+    ck_assert_uint_eq(c->workers, 4);
+    ck_assert_str_eq(c->via, "my-cdn");
+
+    ck_assert_uint_eq(c->nlisteners, 2);
+    struct cdn_conf_listener *l = &c->listeners[0];
+    ck_assert_str_eq(l->name, "public");
+    ck_assert_str_eq(l->address, "127.0.0.1");
+    ck_assert_int_eq(l->port, 9443);
+    ck_assert(l->tls);
+    p = cdn_xasprintf("%s/pki/regional.crt", tmpdir);
+    ck_assert_str_eq(l->certificate, p);
+    free(p);
+    ck_assert_str_eq(l->key, "/abs/regional.key");
+    ck_assert_int_eq(l->client_auth, CDN_CLIENT_AUTH_REQUIRE);
+    p = cdn_xasprintf("%s/pki/ca.crt", tmpdir);
+    ck_assert_str_eq(l->ca_file, p);
+    free(p);
+    ck_assert_int_eq(l->pos.line, 5);
+    ck_assert_int_eq(l->pos.col, 5);
+    ck_assert_int_eq(l->client_auth_pos.line, 11);
+    ck_assert_int_eq(l->client_auth_pos.col, 18);
+
+    l = &c->listeners[1];
+    ck_assert_str_eq(l->name, "listener1");
+    ck_assert_str_eq(l->address, "::1");
+    ck_assert_int_eq(l->port, 8080);
+    ck_assert(!l->tls);
+    ck_assert_ptr_null(l->certificate);
+    ck_assert_ptr_null(l->key);
+    ck_assert_ptr_null(l->ca_file);
+    ck_assert_int_eq(l->client_auth, CDN_CLIENT_AUTH_UNSET);
+    ck_assert_int_eq(l->client_auth_pos.line, 0);
+    ck_assert_int_eq(l->pos.line, 13);
+    ck_assert_int_eq(l->pos.col, 5);
+
+    ck_assert_uint_eq(c->nremap, 2);
+    ck_assert_str_eq(c->remap[0].from, "https://localhost:8443/");
+    ck_assert_str_eq(c->remap[0].to, "https://127.0.0.1:9443/");
+    ck_assert_int_eq(c->remap[0].pos.line, 16);
+    ck_assert_int_eq(c->remap[0].pos.col, 5);
+    ck_assert_str_eq(c->remap[1].from, "http://a/img");
+    ck_assert_str_eq(c->remap[1].to, "http://b/static");
+    ck_assert_int_eq(c->remap[1].pos.line, 17);
+
+    ck_assert_str_eq(c->upstream.address, "[::1]:9443");
+    p = cdn_xasprintf("%s/pki/edge-client.crt", tmpdir);
+    ck_assert_str_eq(c->upstream.client_certificate, p);
+    free(p);
+    p = cdn_xasprintf("%s/pki/edge-client.key", tmpdir);
+    ck_assert_str_eq(c->upstream.client_key, p);
+    free(p);
+    p = cdn_xasprintf("%s/pki/ca.crt", tmpdir);
+    ck_assert_str_eq(c->upstream.ca_file, p);
+    free(p);
+    ck_assert(!c->upstream.verify);
+    ck_assert_str_eq(c->upstream.server_name, "regional.cdn.test");
+    ck_assert_int_eq(c->upstream.pos.line, 19);
+    ck_assert_int_eq(c->upstream.pos.col, 3);
+
+    ck_assert_uint_eq(c->timeouts.handshake_ms, 250);
+    ck_assert_uint_eq(c->timeouts.request_header_ms, 2000);
+    ck_assert_uint_eq(c->timeouts.keepalive_ms, 120000);
+    ck_assert_uint_eq(c->timeouts.body_ms, 3600000);
+    ck_assert_uint_eq(c->timeouts.upstream_connect_ms, 1500);
+    ck_assert_uint_eq(c->timeouts.upstream_response_ms, 45000);
+    ck_assert_uint_eq(c->limits.max_header_size, 64 * 1024);
+    ck_assert_uint_eq(c->limits.max_headers, 50);
+
+    ck_assert_str_eq(c->log.error, "-");
+    p = cdn_xasprintf("%s/logs/access.log", tmpdir);
+    ck_assert_str_eq(c->log.access, p);
+    free(p);
+    ck_assert_int_eq(c->log.level, CDN_LOG_DEBUG);
+
+    cdn_conf_free(&c);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    struct cdn_conf *c = load_ok(min_yaml);
+
+    ck_assert_int_eq(c->role, CDN_ROLE_UNSET);
+    ck_assert_int_eq(c->role_pos.line, 0);
+    ck_assert_uint_eq(c->workers, 0);
+    ck_assert_str_eq(c->via, "cdn-node");
+    ck_assert_uint_eq(c->nlisteners, 1);
+    ck_assert_str_eq(c->listeners[0].name, "listener0");
+    ck_assert_str_eq(c->listeners[0].address, "0.0.0.0");
+    ck_assert_int_eq(c->listeners[0].port, 0);
+    ck_assert(!c->listeners[0].tls);
+    ck_assert_int_eq(c->listeners[0].client_auth, CDN_CLIENT_AUTH_UNSET);
+    ck_assert_int_eq(c->listeners[0].pos.line, 2);
+    ck_assert_int_eq(c->listeners[0].pos.col, 5);
+    ck_assert_uint_eq(c->nremap, 0);
+    ck_assert_ptr_null(c->upstream.address);
+    ck_assert_ptr_null(c->upstream.client_certificate);
+    ck_assert_ptr_null(c->upstream.client_key);
+    ck_assert_ptr_null(c->upstream.ca_file);
+    ck_assert_ptr_null(c->upstream.server_name);
+    ck_assert(c->upstream.verify);
+    ck_assert_int_eq(c->upstream.pos.line, 0);
+    ck_assert_uint_eq(c->timeouts.handshake_ms, 10000);
+    ck_assert_uint_eq(c->timeouts.request_header_ms, 10000);
+    ck_assert_uint_eq(c->timeouts.keepalive_ms, 60000);
+    ck_assert_uint_eq(c->timeouts.body_ms, 60000);
+    ck_assert_uint_eq(c->timeouts.upstream_connect_ms, 5000);
+    ck_assert_uint_eq(c->timeouts.upstream_response_ms, 30000);
+    ck_assert_uint_eq(c->limits.max_header_size, 32 * 1024);
+    ck_assert_uint_eq(c->limits.max_headers, 100);
+    ck_assert_ptr_null(c->log.error);
+    ck_assert_ptr_null(c->log.access);
+    ck_assert_int_eq(c->log.level, CDN_LOG_INFO);
+    cdn_conf_free(&c);
+}
+END_TEST
+
+START_TEST(test_null_values_keep_defaults)
+{
+    struct cdn_conf *c = load_ok("listeners:\n"
+                                 "  - address: 127.0.0.1\n"
+                                 "    port: 1\n"
+                                 "    name: ~\n"
+                                 "remap:\n"
+                                 "upstream:\n"
+                                 "log:\n"
+                                 "  access: null\n"
+                                 "timeouts: ~\n");
+    ck_assert_str_eq(c->listeners[0].name, "listener0");
+    ck_assert_uint_eq(c->nremap, 0);
+    ck_assert_ptr_null(c->log.access);
+    ck_assert_uint_eq(c->timeouts.keepalive_ms, 60000);
+    ck_assert(c->upstream.verify);
+    cdn_conf_free(&c);
+
+    char *e = load_err("listeners:\n"
+                       "  - address:\n"
+                       "    port: 1\n");
+    ck_assert_line(e, "2:13: listeners[0].address: a value is required");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_bool_spellings)
+{
+    static const char *const yes[] = {"true", "True", "YES", "on", "On"}, *const no[] = {"false", "No",
+                                                                                         "OFF"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]) + sizeof(no) / sizeof(no[0]); i++) {
+        bool want = i < sizeof(yes) / sizeof(yes[0]);
+        const char *word = want ? yes[i] : no[i - sizeof(yes) / sizeof(yes[0])];
+        char *y = cdn_xasprintf("%s\nupstream:\n  verify: %s\n", min_yaml, word);
+        struct cdn_conf *c = load_ok(y);
+        ck_assert_msg(c->upstream.verify == want, "%s", word);
+        cdn_conf_free(&c);
+        free(y);
+    }
+}
+END_TEST
+
+START_TEST(test_unknown_key)
+{
+    char *e = load_err("listeners:\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 80\n"
+                       "    prot: 81\n"
+                       "colour: blue\n"
+                       "timeouts:\n"
+                       "  idle: 5s\n");
+    ck_assert_line(e, "4:5: listeners[0].prot: unknown key");
+    ck_assert_line(e, "5:1: colour: unknown key");
+    ck_assert_line(e, "7:3: timeouts.idle: unknown key");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+}
+END_TEST
+
+START_TEST(test_wrong_type)
+{
+    char *e = load_err("workers: abc\n"
+                       "via: {a: b}\n"
+                       "listeners:\n"
+                       "  - address: [127.0.0.1]\n"
+                       "    port: x\n"
+                       "    tls: maybe\n"
+                       "upstream: yes\n"
+                       "timeouts:\n"
+                       "  - 1s\n"
+                       "log:\n"
+                       "  error: [a]\n");
+    ck_assert_line(e, "1:10: workers: expected an integer 0..256, got \"abc\"");
+    ck_assert_line(e,
+                   "2:6: via: expected a token (letters, digits and !#$%&'*+-.^_`|~, at most 64), got a map");
+    ck_assert_line(
+        e, "4:14: listeners[0].address: expected an IPv4 or IPv6 address literal (no brackets, no host "
+           "name), got a sequence");
+    ck_assert_line(e, "5:11: listeners[0].port: expected an integer 0..65535, got \"x\"");
+    ck_assert_line(e,
+                   "6:10: listeners[0].tls: expected a boolean (true/false, yes/no, on/off), got \"maybe\"");
+    ck_assert_line(e, "7:11: upstream: expected a map, got \"yes\"");
+    ck_assert_line(e, "9:3: timeouts: expected a map, got a sequence");
+    ck_assert_line(e, "11:10: log.error: expected a file path or \"-\", got a sequence");
+    ck_assert_uint_eq(count_lines(e), 8);
+    free(e);
+
+    e = load_err("listeners: {address: 1.2.3.4}\n");
+    ck_assert_line(e, "1:12: listeners: expected a sequence of listener maps, got a map");
+    free(e);
+    e = load_err("listeners:\n  - 127.0.0.1:80\n");
+    ck_assert_line(e, "2:5: listeners[0]: expected a map, got \"127.0.0.1:80\"");
+    free(e);
+    e = load_err("{[a]: 1}\n");
+    ck_assert_line(e, "1:2: keys must be plain strings, got a sequence");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_missing_required)
+{
+    char *e = load_err("workers: 1\n");
+    ck_assert_line(e, "1:1: listeners: missing required key");
+    ck_assert_uint_eq(count_lines(e), 1);
+    free(e);
+
+    e = load_err("via: x\n"
+                 "listeners:\n"
+                 "  - name: a\n"
+                 "  - {port: 1}\n");
+    ck_assert_line(e, "3:5: listeners[0].address: missing required key");
+    ck_assert_line(e, "3:5: listeners[0].port: missing required key");
+    ck_assert_line(e, "4:5: listeners[1].address: missing required key");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+
+    e = load_err("listeners: []\n");
+    ck_assert_line(e, "1:12: listeners: at least one listener is required");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_duplicate_key)
+{
+    char *e = load_err("workers: 1\n"
+                       "listeners:\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 1\n"
+                       "    port: 2\n"
+                       "workers: 2\n");
+    ck_assert_line(e, "5:5: listeners[0].port: duplicate key (first at 4:5)");
+    ck_assert_line(e, "6:1: workers: duplicate key (first at 1:1)");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+}
+END_TEST
+
+START_TEST(test_bad_enum)
+{
+    char *e = load_err("role: origin\n"
+                       "listeners:\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 1\n"
+                       "    tls: true\n"
+                       "    certificate: a\n"
+                       "    key: b\n"
+                       "    ca_file: c\n"
+                       "    client_auth: optional\n"
+                       "log:\n"
+                       "  level: verbose\n");
+    ck_assert_line(e, "1:7: role: expected one of edge, regional, got \"origin\"");
+    ck_assert_line(
+        e, "9:18: listeners[0].client_auth: expected one of none, request, require, got \"optional\"");
+    ck_assert_line(e, "11:10: log.level: expected one of error, warn, info, debug, got \"verbose\"");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+}
+END_TEST
+
+START_TEST(test_bad_duration_size)
+{
+    char *e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                       "timeouts:\n"
+                       "  handshake: 10x\n"
+                       "  keepalive: 0\n"
+                       "  body: -1s\n"
+                       "  upstream_connect: 1.5s\n"
+                       "limits:\n"
+                       "  max_header_size: 2MiB\n"
+                       "  max_headers: 257\n");
+    ck_assert_line(e,
+                   "3:14: timeouts.handshake: expected a duration > 0 such as 250ms, 10s or 2m, got \"10x\"");
+    ck_assert_line(e,
+                   "4:14: timeouts.keepalive: expected a duration > 0 such as 250ms, 10s or 2m, got \"0\"");
+    ck_assert_line(e, "5:9: timeouts.body: expected a duration > 0 such as 250ms, 10s or 2m, got \"-1s\"");
+    ck_assert_line(e,
+                   "6:21: timeouts.upstream_connect: expected a duration > 0 such as 250ms, 10s or 2m, got "
+                   "\"1.5s\"");
+    ck_assert_line(e,
+                   "8:20: limits.max_header_size: expected a size 1KiB..1MiB (bytes, or with KiB/MiB), got "
+                   "\"2MiB\"");
+    ck_assert_line(e, "9:16: limits.max_headers: expected an integer 1..256, got \"257\"");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
+
+    e = load_err(
+        "listeners: [{address: 127.0.0.1, port: 1}]\nlimits: {max_header_size: 512, max_headers: 0}\n");
+    ck_assert_line(e,
+                   "2:27: limits.max_header_size: expected a size 1KiB..1MiB (bytes, or with KiB/MiB), got "
+                   "\"512\"");
+    ck_assert_line(e, "2:45: limits.max_headers: expected an integer 1..256, got \"0\"");
+    free(e);
+
+    struct cdn_conf *c = load_ok("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                                 "limits: {max_header_size: 1048576, max_headers: 256}\n"
+                                 "timeouts: {handshake: 1ms, keepalive: 1d}\n");
+    ck_assert_uint_eq(c->limits.max_header_size, 1048576);
+    ck_assert_uint_eq(c->limits.max_headers, 256);
+    ck_assert_uint_eq(c->timeouts.handshake_ms, 1);
+    ck_assert_uint_eq(c->timeouts.keepalive_ms, 86400000);
+    cdn_conf_free(&c);
+}
+END_TEST
+
+START_TEST(test_port_range)
+{
+    char *e = load_err("workers: 257\n"
+                       "listeners:\n"
+                       "  - {address: 127.0.0.1, port: 65536}\n"
+                       "  - {address: 127.0.0.1, port: -1}\n"
+                       "  - {address: 127.0.0.1, port: 99999999999999999999999}\n");
+    ck_assert_line(e, "1:10: workers: expected an integer 0..256, got \"257\"");
+    ck_assert_line(e, "3:32: listeners[0].port: expected an integer 0..65535, got \"65536\"");
+    ck_assert_line(e, "4:32: listeners[1].port: expected an integer 0..65535, got \"-1\"");
+    ck_assert_line(e,
+                   "5:32: listeners[2].port: expected an integer 0..65535, got \"99999999999999999999999\"");
+    free(e);
+
+    struct cdn_conf *c = load_ok("workers: 256\nlisteners: [{address: 127.0.0.1, port: 65535}]\n");
+    ck_assert_uint_eq(c->workers, 256);
+    ck_assert_int_eq(c->listeners[0].port, 65535);
+    cdn_conf_free(&c);
+}
+END_TEST
+
+START_TEST(test_tls_rules)
+{
+    char *e = load_err("listeners:\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 1\n"
+                       "    tls: true\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 2\n"
+                       "    certificate: a.crt\n"
+                       "    key: a.key\n"
+                       "    ca_file: ca.crt\n"
+                       "    client_auth: require\n"
+                       "  - address: 127.0.0.1\n"
+                       "    port: 3\n"
+                       "    tls: on\n"
+                       "    certificate: a.crt\n"
+                       "    key: a.key\n"
+                       "    client_auth: request\n");
+    ck_assert_line(e, "2:5: listeners[0].certificate: missing required key (tls is true)");
+    ck_assert_line(e, "2:5: listeners[0].key: missing required key (tls is true)");
+    ck_assert_line(e, "7:18: listeners[1].certificate: only allowed with tls: true");
+    ck_assert_line(e, "8:10: listeners[1].key: only allowed with tls: true");
+    ck_assert_line(e, "9:14: listeners[1].ca_file: only allowed with tls: true");
+    ck_assert_line(e, "10:18: listeners[1].client_auth: require needs tls: true");
+    ck_assert_line(
+        e, "16:18: listeners[2].client_auth: client certificates need ca_file (the CA that issues them)");
+    ck_assert_uint_eq(count_lines(e), 7);
+    free(e);
+
+    /* client_auth: none is fine anywhere. */
+    struct cdn_conf *c = load_ok("listeners: [{address: 127.0.0.1, port: 1, client_auth: none}]\n");
+    ck_assert_int_eq(c->listeners[0].client_auth, CDN_CLIENT_AUTH_NONE);
+    cdn_conf_free(&c);
+}
+END_TEST
+
+START_TEST(test_listener_names_and_addresses)
+{
+    char *e = load_err("listeners:\n"
+                       "  - {name: a, address: 127.0.0.1, port: 1}\n"
+                       "  - {name: a, address: localhost, port: 2}\n"
+                       "  - {name: listener3, address: \"[::1]\", port: 3}\n"
+                       "  - {address: 10.0.0.1, port: 4}\n"
+                       "  - {name: \"bad name\", address: 10.0.0.1, port: 5}\n");
+    ck_assert_line(e, "3:12: listeners[1].name: duplicate listener name \"a\" (also listeners[0] at 2:12)");
+    ck_assert_line(e, "3:24: listeners[1].address: expected an IPv4 or IPv6 address literal (no brackets, no "
+                      "host name), got \"localhost\"");
+    ck_assert_line(e, "4:32: listeners[2].address: expected an IPv4 or IPv6 address literal (no brackets, no "
+                      "host name), got \"[::1]\"");
+    ck_assert_line(
+        e, "5:5: listeners[3].name: duplicate listener name \"listener3\" (also listeners[2] at 4:12)");
+    ck_assert_line(
+        e, "6:12: listeners[4].name: expected a name of letters, digits, '.', '_' or '-' (at most 64), "
+           "got \"bad name\"");
+    ck_assert_uint_eq(count_lines(e), 5);
+    free(e);
+}
+END_TEST
+
+START_TEST(test_upstream_rules)
+{
+    char *e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                       "upstream:\n"
+                       "  address: regional\n"
+                       "  client_certificate: c.crt\n"
+                       "  server_name: \"a b\"\n");
+    ck_assert_line(
+        e, "3:12: upstream.address: expected host:port (an IPv6 address as [::1]:443), got \"regional\"");
+    ck_assert_line(e, "3:3: upstream.client_key: missing required key (client_certificate is given)");
+    ck_assert_line(e, "5:16: upstream.server_name: expected a host name, got \"a b\"");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+
+    static const char *const bad[] = {"h:0",     "h:65536",   "h:",   ":80",   "[::1]",
+                                      "[::1]80", "[nope]:80", "h:8x", "::1:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *y = cdn_xasprintf("%s\nupstream: {address: \"%s\"}\n", min_yaml, bad[i]);
+        e = load_err(y);
+        ck_assert_msg(strstr(e, "upstream.address: expected host:port") != NULL, "%s: %s", bad[i], e);
+        free(e);
+        free(y);
+    }
+    static const char *const good[] = {"regional.cdn.test:9443", "127.0.0.1:1", "[::1]:443",
+                                       "[2001:db8::1]:65535"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *y = cdn_xasprintf("%s\nupstream: {address: \"%s\", client_key: k}\n", min_yaml, good[i]);
+        e = load_err(y);
+        ck_assert_line(e, "5:11: upstream.client_certificate: missing required key (client_key is given)");
+        ck_assert_uint_eq(count_lines(e), 1);
+        free(e);
+        free(y);
+    }
+}
+END_TEST
+
+START_TEST(test_remap_syntax)
+{
+    char *e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                       "remap:\n"
+                       "  - map http://a/\n"
+                       "  - redirect http://a/ http://b/\n"
+                       "  - map http://a/ http://b/ extra\n"
+                       "  - [map, a, b]\n"
+                       "  -\n"
+                       "  - map http://c/ http://d/\n");
+    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO\" (3 words), got \"map http://a/\"");
+    ck_assert_line(e, "4:5: remap[1]: unsupported rule type \"redirect\" (only \"map\" is supported)");
+    ck_assert_line(
+        e, "5:5: remap[2]: expected \"map FROM TO\" (3 words), got \"map http://a/ http://b/ extra\"");
+    ck_assert_line(e, "6:5: remap[3]: expected a string \"map FROM TO\", got a sequence");
+    ck_assert_line(e, "7:4: remap[4]: expected a string \"map FROM TO\", got an empty value");
+    ck_assert_uint_eq(count_lines(e), 5);
+    free(e);
+
+    e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\nremap: map a b\n");
+    ck_assert_line(e, "2:8: remap: expected a sequence of \"map FROM TO\" strings, got \"map a b\"");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_syntax_error)
+{
+    char *e = load_err("listeners:\n"
+                       "  - address: [1\n"
+                       "    port: 2\n");
+    ck_assert_line(
+        e, "3:9: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at "
+           "2:14)");
+    ck_assert_uint_eq(count_lines(e), 1);
+    free(e);
+
+    e = load_err("role: edge\n"
+                 "listeners:\n"
+                 "  - address: 1.2.3.4\n"
+                 "   port: 2\n");
+    ck_assert_line(e, "4:4: YAML syntax error: did not find expected '-' indicator (while parsing a block "
+                      "collection at 3:3)");
+    free(e);
+
+    e = load_err("via: \"unterminated\n");
+    ck_assert_line(
+        e, "2:1: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at "
+           "1:6)");
+    free(e);
+
+    e = load_err("via: x\nworkers: \x01\n");
+    ck_assert_line(e, "2:10: invalid input: control characters are not allowed");
+    free(e);
+
+    e = load_err("via: x\n---\nvia: y\n");
+    ck_assert_line(e, "2:1: only one YAML document is allowed per file");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_empty_and_not_a_map)
+{
+    char *e = load_err("");
+    ck_assert_line(e, "1:1: the file is empty; expected a map of settings (see docs/CONFIG.md)");
+    free(e);
+    e = load_err("# only a comment\n\n");
+    ck_assert_line(e, "1:1: the file is empty; expected a map of settings (see docs/CONFIG.md)");
+    free(e);
+    e = load_err("---\n...\n");
+    ck_assert_line(e, "1:1: the file is empty; expected a map of settings (see docs/CONFIG.md)");
+    free(e);
+    e = load_err("- a\n- b\n");
+    ck_assert_line(e, "1:1: the top level must be a map of settings, got a sequence");
+    free(e);
+    e = load_err("just a string\n");
+    ck_assert_line(e, "1:1: the top level must be a map of settings, got \"just a string\"");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_cannot_open)
+{
+    char *path = cdn_xasprintf("%s/absent.yaml", tmpdir), *err = NULL, *want;
+    struct cdn_conf *c = NULL;
+    ck_assert_int_eq(cdn_conf_load(path, &c, &err), -1);
+    ck_assert_ptr_null(c);
+    want = cdn_xasprintf("%s: cannot open: No such file or directory", path);
+    ck_assert_str_eq(err, want);
+    free(want);
+    free(err);
+    err = NULL;
+    ck_assert_int_eq(cdn_conf_load(tmpdir, &c, &err), -1);
+    want = cdn_xasprintf("%s: cannot read: Is a directory", tmpdir);
+    ck_assert_str_eq(err, want);
+    free(want);
+    free(err);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_multiple_errors)
+{
+    char *e = load_err("role: both\n"
+                       "workers: many\n"
+                       "listeners:\n"
+                       "  - address: 1.2.3.4\n"
+                       "    port: http\n"
+                       "    extra: 1\n"
+                       "log:\n"
+                       "  level: loud\n");
+    ck_assert_uint_eq(count_lines(e), 5);
+    /* In file order. */
+    const char *a = strstr(e, "\n1:7: role:"), *b = strstr(e, "\n2:10: workers:"),
+               *c = strstr(e, "\n5:11: listeners"), *d = strstr(e, "\n6:5: listeners[0].extra"),
+               *f = strstr(e, "\n8:10: log.level");
+    ck_assert(a && b && c && d && f);
+    ck_assert(a < b && b < c && c < d && d < f);
+    free(e);
+
+    /* A flood of problems is cut off with a note rather than growing without bound. */
+    char *y = cdn_xstrdup("listeners: [{address: 127.0.0.1, port: 1}]\n");
+    for (int i = 0; i < 150; i++) {
+        char *n = cdn_xasprintf("%sk%d: 1\n", y, i);
+        free(y);
+        y = n;
+    }
+    e = load_err(y);
+    ck_assert_uint_eq(count_lines(e), 101);
+    ck_assert_ptr_nonnull(strstr(e, "\n too many errors, stopped reporting after 100\n"));
+    free(e);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_relative_paths)
+{
+    char *sub = cdn_xasprintf("%s/etc", tmpdir), *path = cdn_xasprintf("%s/etc/node.yaml", tmpdir),
+         *err = NULL, *p;
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("listeners:\n"
+          "  - {address: 127.0.0.1, port: 1, tls: true, certificate: pki/x.crt, key: ../x.key,"
+          " ca_file: /etc/ssl/ca.pem}\n"
+          "upstream: {client_certificate: c.crt, client_key: ./c.key, ca_file: /ca.crt}\n"
+          "log: {error: err.log, access: \"-\"}\n",
+          f);
+    fclose(f);
+    struct cdn_conf *c = NULL;
+    ck_assert_msg(cdn_conf_load(path, &c, &err) == 0, "%s", err);
+    p = cdn_xasprintf("%s/etc/pki/x.crt", tmpdir);
+    ck_assert_str_eq(c->listeners[0].certificate, p);
+    free(p);
+    p = cdn_xasprintf("%s/etc/../x.key", tmpdir);
+    ck_assert_str_eq(c->listeners[0].key, p);
+    free(p);
+    ck_assert_str_eq(c->listeners[0].ca_file, "/etc/ssl/ca.pem");
+    p = cdn_xasprintf("%s/etc/c.crt", tmpdir);
+    ck_assert_str_eq(c->upstream.client_certificate, p);
+    free(p);
+    p = cdn_xasprintf("%s/etc/./c.key", tmpdir);
+    ck_assert_str_eq(c->upstream.client_key, p);
+    free(p);
+    ck_assert_str_eq(c->upstream.ca_file, "/ca.crt");
+    p = cdn_xasprintf("%s/etc/err.log", tmpdir);
+    ck_assert_str_eq(c->log.error, p);
+    free(p);
+    ck_assert_str_eq(c->log.access, "-");
+    cdn_conf_free(&c);
+
+    /* A config named without a folder keeps relative paths as they are (relative to the cwd, its folder). */
+    char *cwd = getcwd(NULL, 0);
+    ck_assert_ptr_nonnull(cwd);
+    ck_assert_int_eq(chdir(sub), 0);
+    ck_assert_msg(cdn_conf_load("node.yaml", &c, &err) == 0, "%s", err);
+    ck_assert_str_eq(c->path, "node.yaml");
+    ck_assert_str_eq(c->listeners[0].certificate, "pki/x.crt");
+    ck_assert_str_eq(c->log.error, "err.log");
+    cdn_conf_free(&c);
+    ck_assert_int_eq(chdir(cwd), 0);
+    free(cwd);
+    free(sub);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_hostile_yaml)
+{
+    /* Aliases are refused (and not followed); anchors alone are harmless. */
+    char *e = load_err("via: &v x\n"
+                       "listeners: &l [{address: 127.0.0.1, port: 1}]\n"
+                       "workers: *v\n"
+                       "remap: *l\n");
+    ck_assert_line(e, "3:10: aliases (*v) are not supported; repeat the value");
+    ck_assert_line(e, "4:8: aliases (*l) are not supported; repeat the value");
+    ck_assert_uint_eq(count_lines(e), 2);
+    free(e);
+
+    /* Billion laughs: reported, not expanded. */
+    e = load_err("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                 "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                 "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                 "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n");
+    ck_assert_ptr_nonnull(strstr(e, "\n2:8: aliases (*a) are not supported"));
+    free(e);
+
+    /* Deep nesting stops at a bound instead of exhausting the stack. */
+    size_t depth = 100000;
+    char *y = cdn_xmalloc(2 * depth + 16), *p = y;
+    p += sprintf(p, "via: ");
+    memset(p, '[', depth);
+    p += depth;
+    memset(p, ']', depth);
+    p += depth;
+    strcpy(p, "\n");
+    e = load_err(y);
+    ck_assert_line(e, "1:69: nested deeper than 64 levels");
+    free(e);
+    free(y);
+
+    /* A huge scalar is quoted, shortened, in the message. */
+    y = cdn_xmalloc(1024 * 1024 + 64);
+    p = y + sprintf(y, "workers: ");
+    memset(p, '7', 1024 * 1024);
+    strcpy(p + 1024 * 1024, "\n");
+    e = load_err(y);
+    ck_assert_line(e, "1:10: workers: expected an integer 0..256, got "
+                      "\"777777777777777777777777777777777777777777777777...\"");
+    free(e);
+    free(y);
+
+    /* Tags are ignored; NUL bytes and control characters never reach a string or a message raw. */
+    e = load_err("via: !!str \"a\\0b\"\n"
+                 "listeners: [{address: 127.0.0.1, port: !!int 1, name: \"x\\ny\"}]\n"
+                 "\"bad\\u0007key\": 1\n");
+    ck_assert_line(
+        e, "1:6: via: expected a token (letters, digits and !#$%&'*+-.^_`|~, at most 64), got a value "
+           "with a NUL byte");
+    ck_assert_line(
+        e, "2:55: listeners[0].name: expected a name of letters, digits, '.', '_' or '-' (at most 64), "
+           "got \"x\\x0ay\"");
+    ck_assert_line(e, "3:1: bad\\x07key: unknown key");
+    ck_assert_uint_eq(count_lines(e), 3);
+    free(e);
+}
+END_TEST
+
+static void check_sample(const char *path, enum cdn_role_kind role, int port, const char *pki_file)
+{
+    struct cdn_conf *c = NULL;
+    struct cdn_remap *r = NULL;
+    char *err = NULL;
+
+    ck_assert_msg(access(path, R_OK) == 0, "%s must exist (tests run from the repository root)", path);
+    ck_assert_msg(cdn_conf_load(path, &c, &err) == 0, "%s", err);
+    ck_assert_int_eq(c->role, role);
+    ck_assert_uint_ge(c->nlisteners, 1);
+    ck_assert_str_eq(c->listeners[0].address, "127.0.0.1");
+    ck_assert_int_eq(c->listeners[0].port, port);
+    ck_assert(c->listeners[0].tls);
+    ck_assert_str_eq(c->listeners[0].certificate, pki_file);
+    ck_assert_str_eq(c->log.error, "-");
+    ck_assert_uint_eq(c->nremap, 2);
+    ck_assert_msg(cdn_remap_new(c, &r, &err) == 0, "%s", err);
+    ck_assert_uint_eq(r->nrules, 2);
+    cdn_remap_free(&r);
+    cdn_conf_free(&c);
+}
+
+START_TEST(test_sample_configs)
+{
+    check_sample("etc/edge.yaml", CDN_ROLE_EDGE, 8443, "etc/pki/edge.crt");
+    check_sample("etc/regional.yaml", CDN_ROLE_REGIONAL, 9443, "etc/pki/regional.crt");
+
+    struct cdn_conf *c = NULL;
+    char *err = NULL;
+    ck_assert_int_eq(cdn_conf_load("etc/edge.yaml", &c, &err), 0);
+    ck_assert_str_eq(c->upstream.client_certificate, "etc/pki/edge-client.crt");
+    ck_assert_str_eq(c->upstream.client_key, "etc/pki/edge-client.key");
+    ck_assert_str_eq(c->upstream.ca_file, "etc/pki/ca.crt");
+    ck_assert(c->upstream.verify);
+    ck_assert_str_eq(c->log.access, "etc/access-edge.log");
+    cdn_conf_free(&c);
+    ck_assert_int_eq(cdn_conf_load("etc/regional.yaml", &c, &err), 0);
+    ck_assert_int_eq(c->listeners[0].client_auth, CDN_CLIENT_AUTH_REQUIRE);
+    ck_assert_str_eq(c->listeners[0].ca_file, "etc/pki/ca.crt");
+    ck_assert_str_eq(c->log.access, "etc/access-regional.log");
+    cdn_conf_free(&c);
+}
+END_TEST
+
+struct doc_check {
+    const char *doc;
+    size_t nkeys;
+    char *missing;
+};
+
+static void on_key(const char *path, void *arg)
+{
+    struct doc_check *dc = arg;
+    char *quoted = cdn_xasprintf("`%s`", path);
+    dc->nkeys++;
+    if (strstr(dc->doc, quoted) == NULL)
+        cdn_strappendf(&dc->missing, "%s", path);
+    free(quoted);
+}
+
+START_TEST(test_docs_cover_every_key)
+{
+    FILE *f = fopen("docs/CONFIG.md", "r");
+    ck_assert_msg(f != NULL, "docs/CONFIG.md must exist (tests run from the repository root)");
+    char *doc = cdn_xmalloc(1024 * 1024);
+    size_t n = fread(doc, 1, 1024 * 1024 - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    struct doc_check dc = {doc, 0, NULL};
+    cdn_conf_keys(on_key, &dc);
+    ck_assert_uint_eq(dc.nkeys, 34);
+    ck_assert_msg(dc.missing == NULL, "keys not documented in docs/CONFIG.md:\n%s", dc.missing);
+    free(doc);
+}
+END_TEST
+
+START_TEST(test_names_and_free)
+{
+    ck_assert_int_eq(cdn_conf_role_parse("edge"), CDN_ROLE_EDGE);
+    ck_assert_int_eq(cdn_conf_role_parse("regional"), CDN_ROLE_REGIONAL);
+    ck_assert_int_eq(cdn_conf_role_parse("Edge"), CDN_ROLE_UNSET);
+    ck_assert_int_eq(cdn_conf_role_parse(""), CDN_ROLE_UNSET);
+    ck_assert_int_eq(cdn_conf_role_parse(NULL), CDN_ROLE_UNSET);
+    ck_assert_str_eq(cdn_conf_role_name(CDN_ROLE_EDGE), "edge");
+    ck_assert_str_eq(cdn_conf_role_name(CDN_ROLE_REGIONAL), "regional");
+    ck_assert_str_eq(cdn_conf_role_name(CDN_ROLE_UNSET), "unset");
+    ck_assert_str_eq(cdn_conf_client_auth_name(CDN_CLIENT_AUTH_UNSET), "unset");
+    ck_assert_str_eq(cdn_conf_client_auth_name(CDN_CLIENT_AUTH_NONE), "none");
+    ck_assert_str_eq(cdn_conf_client_auth_name(CDN_CLIENT_AUTH_REQUEST), "request");
+    ck_assert_str_eq(cdn_conf_client_auth_name(CDN_CLIENT_AUTH_REQUIRE), "require");
+    ck_assert_str_eq(cdn_conf_client_auth_name(7), "invalid");
+
+    struct cdn_conf *c = NULL;
+    cdn_conf_free(NULL);
+    cdn_conf_free(&c);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+Suite *suite_conf(void)
+{
+    Suite *s = suite_create("conf");
+    TCase *tc = tcase_create("load");
+    /* Unchecked: the folder is made once in the runner and removed even when a test fails. */
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_full_config);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_null_values_keep_defaults);
+    tcase_add_test(tc, test_bool_spellings);
+    tcase_add_test(tc, test_unknown_key);
+    tcase_add_test(tc, test_wrong_type);
+    tcase_add_test(tc, test_missing_required);
+    tcase_add_test(tc, test_duplicate_key);
+    tcase_add_test(tc, test_bad_enum);
+    tcase_add_test(tc, test_bad_duration_size);
+    tcase_add_test(tc, test_port_range);
+    tcase_add_test(tc, test_tls_rules);
+    tcase_add_test(tc, test_listener_names_and_addresses);
+    tcase_add_test(tc, test_upstream_rules);
+    tcase_add_test(tc, test_remap_syntax);
+    tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_empty_and_not_a_map);
+    tcase_add_test(tc, test_cannot_open);
+    tcase_add_test(tc, test_multiple_errors);
+    tcase_add_test(tc, test_relative_paths);
+    tcase_add_test(tc, test_hostile_yaml);
+    tcase_add_test(tc, test_sample_configs);
+    tcase_add_test(tc, test_docs_cover_every_key);
+    tcase_add_test(tc, test_names_and_free);
+    suite_add_tcase(s, tc);
+    return s;
+}
