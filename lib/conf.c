@@ -170,6 +170,7 @@ static const struct conf_cmd timeout_cmds[] = {
     {.key = "body", .type = CT_MSEC, .offset = T(body_ms)},
     {.key = "upstream_connect", .type = CT_MSEC, .offset = T(upstream_connect_ms)},
     {.key = "upstream_response", .type = CT_MSEC, .offset = T(upstream_response_ms)},
+    {.key = "upstream_idle", .type = CT_MSEC, .offset = T(upstream_idle_ms)},
     {0}};
 #undef T
 
@@ -1101,6 +1102,7 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->timeouts.body_ms = 60000;
     conf->timeouts.upstream_connect_ms = 5000;
     conf->timeouts.upstream_response_ms = 30000;
+    conf->timeouts.upstream_idle_ms = 30000;
     conf->limits.max_header_size = 32 * 1024;
     conf->limits.max_headers = 100;
     conf->log.level = CDN_LOG_INFO;

@@ -57,6 +57,7 @@ struct cdn_conf_timeouts {
     uint64_t body_ms;              /* idle while a body is in flight, either direction; default 60s */
     uint64_t upstream_connect_ms;  /* TCP connect + TLS handshake to the upstream; default 5s */
     uint64_t upstream_response_ms; /* request sent to response head received; default 30s */
+    uint64_t upstream_idle_ms;     /* an idle pooled upstream connection is closed after this; default 30s */
 };
 
 struct cdn_conf_limits {

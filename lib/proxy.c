@@ -18,6 +18,7 @@
 #include "lib/conn.h"
 #include "lib/http1.h"
 #include "lib/log.h"
+#include "lib/pool.h"
 #include "lib/proxy.h"
 #include "lib/util.h"
 
@@ -62,8 +63,12 @@ struct cdn_session {
     uint64_t req_left;
     struct cdn_http_chunked req_dec;
     bool req_done;
-    struct cdn_buf up_head; /* request head waiting for the upstream to open */
+    struct cdn_buf up_head; /* request head, kept until the response head came (for a retry) */
     char *up_name;          /* "host:port" of the upstream, for logs */
+    char *up_key;           /* pool key: "tls|host|port|name" */
+    const struct cdn_remap_rule *rule;
+    bool up_reused;    /* s->up came from the pool: the upstream may have closed it meanwhile */
+    bool up_keepalive; /* the response allows reusing the upstream conn */
 
     /* the response in flight */
     int status;
@@ -111,7 +116,10 @@ static void reset_request(struct cdn_session *s)
     free(s->host);
     free(s->path);
     free(s->up_name);
-    s->method = s->host = s->path = s->up_name = NULL;
+    free(s->up_key);
+    s->method = s->host = s->path = s->up_name = s->up_key = NULL;
+    s->rule = NULL;
+    s->up_reused = s->up_keepalive = false;
     cdn_buf_dispose(&s->up_head);
     s->req_kind = CDN_HTTP_BODY_NONE;
     s->req_left = 0;
@@ -272,12 +280,22 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     } else if (req->body_kind == CDN_HTTP_BODY_CHUNKED) {
         append_str(b, "Transfer-Encoding: chunked\r\n");
     }
-    /* one exchange per upstream connection until pooling exists: let the upstream close early */
-    append_str(b, "Connection: close\r\n\r\n");
+    append_str(b, "\r\n"); /* HTTP/1.1 keep-alive: the conn goes back to the worker's pool */
 }
 
-static void start_upstream(struct cdn_session *s, const struct cdn_remap_rule *rule)
+static void send_upstream_request(struct cdn_session *s)
 {
+    cdn_conn_write(s->up, cdn_buf_data(&s->up_head), s->up_head.len);
+    s->state = ST_WAIT_RESP;
+    cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_response_ms);
+    if (!s->req_done && pump_request_body(s) && !s->req_done && !cdn_conn_congested(s->up))
+        cdn_conn_read_start(s->down);
+}
+
+/* Takes an idle pooled conn to the rule's upstream when there is one (use_pool), else connects. */
+static void start_upstream(struct cdn_session *s, bool use_pool)
+{
+    const struct cdn_remap_rule *rule = s->rule;
     const struct cdn_server *srv = s->w->srv;
     const struct cdn_conf_upstream *uc = &srv->conf->upstream;
     const char *host = rule->to.host;
@@ -295,13 +313,25 @@ static void start_upstream(struct cdn_session *s, const struct cdn_remap_rule *r
         host = ovr_host;
         port = (uint16_t)atoi(colon + 1);
     }
-    s->up_name = cdn_xasprintf("%s:%u", host, port);
     const char *tls_name = uc->server_name != NULL ? uc->server_name : rule->to.host;
-    s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
-                             uc->verify, in_cap(s), on_up, s);
+    free(s->up_name);
+    free(s->up_key);
+    s->up_name = cdn_xasprintf("%s:%u", host, port);
+    s->up_key =
+        cdn_xasprintf("%c|%s|%u|%s", rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "");
+    s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
+    s->up_reused = s->up != NULL;
+    if (s->up != NULL) {
+        s->up->cb = on_up;
+        s->up->data = s;
+        send_upstream_request(s);
+    } else {
+        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
+                                 uc->verify, in_cap(s), on_up, s);
+        cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_connect_ms);
+        s->state = ST_CONNECT;
+    }
     free(ovr_host);
-    cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_connect_ms);
-    s->state = ST_CONNECT;
 }
 
 static void handle_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)
@@ -343,7 +373,8 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
     /* the body waits in the socket until the upstream is open; pipelined requests wait too */
     cdn_conn_read_stop(s->down);
     cdn_conn_set_timeout(s->down, 0);
-    start_upstream(s, rule);
+    s->rule = rule;
+    start_upstream(s, true);
 }
 
 static void process_request_bytes(struct cdn_session *s)
@@ -504,7 +535,10 @@ static void finish_response(struct cdn_session *s, bool up_clean)
     if (s->resp_chunked_out)
         cdn_conn_write(s->down, "0\r\n\r\n", 5);
     log_access(s);
-    if (up_clean)
+    if (up_clean && s->up_keepalive && s->req_done && s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 &&
+        !s->w->stopping)
+        cdn_pool_put(s->w->pool, s->up_key, s->up, conf_of(s)->timeouts.upstream_idle_ms);
+    else if (up_clean)
         cdn_conn_end(s->up);
     else
         cdn_conn_close(s->up);
@@ -521,6 +555,17 @@ static void finish_response(struct cdn_session *s, bool up_clean)
 
 static void upstream_failed(struct cdn_session *s, int status, const char *why)
 {
+    /* A pooled conn the upstream closed while we reused it: nothing of the response came and the
+     * request had no body, so sending it again on a new connection is safe (RFC 9112 9.3.1). */
+    if (s->up_reused && s->state == ST_WAIT_RESP && s->up->in.len == 0 && s->req_kind == CDN_HTTP_BODY_NONE &&
+        status == 502) {
+        cdn_log(CDN_LOG_DEBUG, "conn=%llu: reused upstream conn to %s failed (%s); retrying on a new one",
+                (unsigned long long)s->down->id, s->up_name, why);
+        cdn_conn_close(s->up);
+        s->up = NULL;
+        start_upstream(s, false);
+        return;
+    }
     cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream %s: %s while %s", (unsigned long long)s->down->id,
             s->down->peer, s->up_name != NULL ? s->up_name : "-", why, state_action[s->state]);
     if (s->up != NULL) {
@@ -558,6 +603,8 @@ static void read_response_head(struct cdn_session *s)
         struct cdn_buf head;
         cdn_buf_init(&head);
         s->status = res.status;
+        s->up_keepalive = res.keep_alive;
+        cdn_buf_dispose(&s->up_head);
         s->resp_kind = res.body_kind;
         s->resp_left = res.content_length;
         cdn_http1_chunked_init(&s->resp_dec);
@@ -642,12 +689,7 @@ static void on_up(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     char why[320];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
-        cdn_conn_write(c, cdn_buf_data(&s->up_head), s->up_head.len);
-        cdn_buf_dispose(&s->up_head);
-        s->state = ST_WAIT_RESP;
-        cdn_conn_set_timeout(c, conf_of(s)->timeouts.upstream_response_ms);
-        if (!s->req_done && pump_request_body(s) && !s->req_done && !cdn_conn_congested(c))
-            cdn_conn_read_start(s->down);
+        send_upstream_request(s);
         return;
     case CDN_CONN_EV_READ:
         if (s->state == ST_WAIT_RESP)
@@ -772,5 +814,6 @@ void cdn_proxy_shutdown(struct cdn_worker *w)
 {
     while (w->sessions != NULL)
         session_abort(w->sessions);
+    cdn_pool_free(&w->pool);
     cdn_conn_close_all();
 }

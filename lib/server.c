@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "lib/log.h"
+#include "lib/pool.h"
 #include "lib/proxy.h"
 #include "lib/server.h"
 #include "lib/tls.h"
@@ -262,6 +263,7 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         uv_async_init(&w->loop, &w->stop, on_stop);
         w->stop.data = w;
         w->listeners = cdn_xcalloc(s->nlisteners, sizeof(uv_tcp_t));
+        w->pool = cdn_pool_new();
         CDN_ASSERT(uv_thread_create(&w->thread, worker_main, w) == 0);
     }
     if (ports_file != NULL)

@@ -32,6 +32,7 @@ struct cdn_listener_rt {
 };
 
 struct cdn_session;
+struct cdn_pool;
 
 struct cdn_worker {
     uint32_t magic;
@@ -42,6 +43,7 @@ struct cdn_worker {
     uv_async_t stop;
     uv_tcp_t *listeners;          /* one per cdn_listener_rt */
     struct cdn_session *sessions; /* every live session, for shutdown */
+    struct cdn_pool *pool;        /* idle keep-alive upstream conns */
     bool stopping;
 };
 
