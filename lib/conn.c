@@ -18,8 +18,9 @@
 #include "lib/util.h"
 
 #define READ_CHUNK   (64u * 1024u)
-#define LINGER_MS    2000u /* after our FIN: read and discard so the peer's unread data gets no RST */
-#define END_LIMIT_MS 5000u /* the whole flush + linger sequence */
+#define LINGER_MS    2000u         /* after our FIN: read and discard so the peer's unread data gets no RST */
+#define END_LIMIT_MS 5000u         /* the whole flush + linger sequence */
+#define CORK_DIRECT  (16u * 1024u) /* corked TLS writes below this are gathered into one record */
 
 static _Thread_local char rx_cipher[READ_CHUNK];
 static _Atomic uint64_t next_id = 1;
@@ -45,6 +46,7 @@ static void conn_free(struct cdn_conn *c)
     cdn_buf_dispose(&c->in);
     cdn_buf_dispose(&c->out);
     cdn_buf_dispose(&c->wbuf);
+    cdn_buf_dispose(&c->plain);
     free(c->connect_host);
     c->magic = 0;
     free(c);
@@ -93,6 +95,7 @@ static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, c
     cdn_buf_init(&c->in);
     cdn_buf_init(&c->out);
     cdn_buf_init(&c->wbuf);
+    cdn_buf_init(&c->plain);
     if (ctx != NULL) {
         c->ssl = SSL_new(ctx);
         CDN_ASSERT(c->ssl != NULL);
@@ -173,6 +176,22 @@ static void tls_flush(struct cdn_conn *c)
     }
 }
 
+/* Encrypts plaintext into records; the caller flushes. */
+static void tls_write(struct cdn_conn *c, const char *s, size_t n)
+{
+    while (n > 0) {
+        int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
+        ERR_clear_error();
+        int k = SSL_write(c->ssl, s, chunk);
+        if (k <= 0) {
+            cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
+            return; /* the read side reports the failure */
+        }
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
 void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
@@ -181,19 +200,35 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
     c->bytes_out += n;
     if (c->ssl == NULL) {
         cdn_buf_append(&c->out, p, n);
+    } else if (c->corked && n < CORK_DIRECT) {
+        cdn_buf_append(&c->plain, p, n); /* becomes one record with its neighbours at uncork */
     } else {
-        const char *s = p;
-        while (n > 0) {
-            int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
-            ERR_clear_error();
-            int k = SSL_write(c->ssl, s, chunk);
-            if (k <= 0) {
-                cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
-                break; /* the read side reports the failure */
-            }
-            s += k;
-            n -= (size_t)k;
+        if (c->plain.len > 0) { /* keep the order */
+            tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+            cdn_buf_consume(&c->plain, c->plain.len);
         }
+        tls_write(c, p, n);
+        tls_flush(c);
+    }
+    if (!c->corked)
+        start_write(c);
+}
+
+void cdn_conn_cork(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    c->corked++;
+}
+
+void cdn_conn_uncork(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    CDN_ASSERT(c->corked > 0);
+    if (--c->corked > 0 || c->closing || c->ending)
+        return;
+    if (c->plain.len > 0) {
+        tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+        cdn_buf_consume(&c->plain, c->plain.len);
         tls_flush(c);
     }
     start_write(c);
@@ -201,7 +236,7 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
 
 size_t cdn_conn_pending(const struct cdn_conn *c)
 {
-    return c->out.len + c->wbuf.len;
+    return c->out.len + c->wbuf.len + c->plain.len;
 }
 
 bool cdn_conn_congested(struct cdn_conn *c)
@@ -477,13 +512,17 @@ void cdn_conn_end(struct cdn_conn *c)
         cdn_conn_close(c);
         return;
     }
+    if (c->plain.len > 0) { /* corked bytes go out before close_notify */
+        tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+        cdn_buf_consume(&c->plain, c->plain.len);
+    }
     if (c->ssl != NULL && c->tls_done) {
         ERR_clear_error();
         SSL_shutdown(c->ssl);
         ERR_clear_error();
         tls_flush(c);
-        start_write(c);
     }
+    start_write(c);
     c->ending = 1;
     uv_timer_stop(&c->kick);
     uv_timer_start(&c->timer, on_timer, END_LIMIT_MS, 0);

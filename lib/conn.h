@@ -50,10 +50,12 @@ struct cdn_conn {
     int deferred_err;
     SSL *ssl; /* NULL for plain TCP */
     BIO *rbio, *wbio;
-    struct cdn_buf in;   /* plaintext received, owner consumes */
-    struct cdn_buf out;  /* bytes queued behind the write in flight */
-    struct cdn_buf wbuf; /* bytes of the write in flight */
-    size_t in_cap;       /* c->in never grows past this; owner must consume or stop reading */
+    struct cdn_buf in;    /* plaintext received, owner consumes */
+    struct cdn_buf out;   /* bytes queued behind the write in flight */
+    struct cdn_buf wbuf;  /* bytes of the write in flight */
+    struct cdn_buf plain; /* TLS plaintext gathered while corked */
+    unsigned corked;
+    size_t in_cap; /* c->in never grows past this; owner must consume or stop reading */
     cdn_conn_cb *cb;
     void *data;
     uint64_t id;
@@ -78,6 +80,10 @@ struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t po
                                   void *data);
 
 void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n);
+/* Between cork and uncork (nestable), writes are gathered: plain writes leave in one uv_write, TLS
+ * writes become as few records as possible. The proxy corks around each event it handles. */
+void cdn_conn_cork(struct cdn_conn *c);
+void cdn_conn_uncork(struct cdn_conn *c);
 /* Bytes queued or in flight. */
 size_t cdn_conn_pending(const struct cdn_conn *c);
 /* True when pending is above the high-water mark; then a DRAIN event follows once below low water. */
