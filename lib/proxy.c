@@ -747,11 +747,10 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             process_request_bytes(s); /* a complete head may still be buffered */
             return;
         }
-        if (s->state == ST_HANDSHAKE || s->state == ST_IDLE || s->state == ST_HEAD || !s->req_done) {
-            session_abort(s);
-            return;
-        }
-        return; /* request complete: finish the response, then close */
+        /* The client is gone (TLS clients do not half-close): stop the exchange, as nginx does
+         * by default, rather than keep the upstream busy for nobody. */
+        session_abort(s);
+        return;
     case CDN_CONN_EV_ERROR:
         if (s->state == ST_HANDSHAKE)
             cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s client_auth=%s: TLS handshake failed: %s",
@@ -773,7 +772,8 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             session_end(s);
         } else {
             cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: timed out while %s", (unsigned long long)c->id, c->peer,
-                    state_action[s->state]);
+                    s->state >= ST_CONNECT && !s->req_done ? "reading the request body"
+                                                           : state_action[s->state]);
             session_abort(s);
         }
         return;

@@ -281,3 +281,36 @@ two_tiers() {
 ecurl() {
     curl -sS --cacert "$PKI/ca.crt" -H "Host: $EDGE_HOST" "$@"
 }
+
+# --- helpers added for the timeout, pipelining and install tests ---------------------------------
+
+# start_dead_upstream NAME MODE: a stand-in for a broken upstream on 127.0.0.1, port in
+# $T/NAME.ports as "tcp PORT" (port_of NAME tcp). MODE closed: the port is bound but never listens,
+# so every connect is refused at once. MODE silent: it listens but never accepts nor answers, so a
+# TCP connect succeeds and a TLS handshake never completes. Stopped like a node (TERM).
+start_dead_upstream() {
+    local name=$1 mode=$2
+    rm -f "$T/$name.ports"
+    python3 -c '
+import socket, sys, time, os
+mode, ports = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+if mode == "silent":
+    s.listen(16)
+elif mode != "closed":
+    sys.exit("start_dead_upstream: unknown mode " + mode)
+with open(ports + ".tmp", "w") as f:
+    f.write("tcp %d\n" % s.getsockname()[1])
+os.rename(ports + ".tmp", ports)
+while True:
+    time.sleep(3600)
+' "$mode" "$T/$name.ports" >"$T/$name.out" 2>"$T/$name.err" &
+    _PID[$name]=$!
+    _wait_ready "$name"
+}
+
+# log_has NAME TEXT: NAME's stderr ($T/NAME.err) contains TEXT (fixed string)
+log_has() {
+    grep -qF -- "$2" "$T/$1.err" 2>/dev/null
+}
