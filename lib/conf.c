@@ -104,7 +104,7 @@ struct conf_cmd {
     size_t pos_offset;             /* CMD_POS */
 };
 
-static conf_handler set_role, set_listeners, set_remap;
+static conf_handler set_role, set_listeners, set_remap, set_ignore_params;
 static conf_post listener_post, upstream_post;
 static conf_check check_token, check_name, check_ip, check_hostport, check_hostname;
 
@@ -193,7 +193,25 @@ static const struct conf_cmd log_cmds[] = {
     {0}};
 #undef LOG
 
-#define C(f) offsetof(struct cdn_conf, f)
+#define C(f)  offsetof(struct cdn_conf, f)
+#define CA(f) offsetof(struct cdn_conf_cache, f)
+static const struct conf_cmd cache_cmds[] = {
+    {.key = "path", .type = CT_PATH, .offset = CA(path), .flags = CMD_REQUIRED},
+    {.key = "size", .type = CT_SIZE, .offset = CA(size), .min = 1024 * 1024, .max = 1ull << 44},
+    {.key = "max_object_size", .type = CT_SIZE, .offset = CA(max_object_size), .min = 1, .max = 1ull << 40},
+    {.key = "name",
+     .type = CT_STR,
+     .offset = CA(name),
+     .check = check_token,
+     .what = "a token (letters, digits and !#$%&'*+-.^_`|~, at most 64)"},
+    {.key = "ignore_query", .type = CT_BOOL, .offset = CA(ignore_query)},
+    {.key = "ignore_params",
+     .type = CT_CUSTOM,
+     .handler = set_ignore_params,
+     .what = "a sequence of query parameter names"},
+    {0}};
+#undef CA
+
 static const struct conf_cmd top_cmds[] = {
     {.key = "role",
      .type = CT_CUSTOM,
@@ -227,6 +245,12 @@ static const struct conf_cmd top_cmds[] = {
     {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
     {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
     {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
+    {.key = "cache",
+     .type = CT_MAP,
+     .offset = C(cache),
+     .sub = cache_cmds,
+     .flags = CMD_POS,
+     .pos_offset = C(cache.pos)},
     {0}};
 #undef C
 
@@ -969,6 +993,32 @@ static size_t split_words(char *s, char **words, size_t max)
     }
 }
 
+static void set_ignore_params(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                              const char *key, void *base)
+{
+    struct cdn_conf_cache *cc = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    cc->ignore_params = cdn_xcalloc(v->nitems, sizeof(char *));
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        if (e->kind == NODE_BAD)
+            continue;
+        if (e->kind != NODE_SCALAR || is_null(e) || e->len == 0 || strpbrk(e->str, "&=#? \t") != NULL ||
+            memchr(e->str, '\0', e->len) != NULL) {
+            char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+            conf_err(ld, e->pos, ikey, "expected a query parameter name, got %s", describe(e, &sh));
+            free(ikey);
+            continue;
+        }
+        cc->ignore_params[cc->nignore_params++] = cdn_xstrdup(e->str);
+    }
+}
+
 static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
                       void *base)
 {
@@ -1103,6 +1153,8 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->timeouts.upstream_connect_ms = 5000;
     conf->timeouts.upstream_response_ms = 30000;
     conf->timeouts.upstream_idle_ms = 30000;
+    conf->cache.size = 1ull << 30;
+    conf->cache.max_object_size = 64ull << 20;
     conf->limits.max_header_size = 32 * 1024;
     conf->limits.max_headers = 100;
     conf->log.level = CDN_LOG_INFO;
@@ -1145,6 +1197,11 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(conf->remap[i].to);
     }
     free(conf->remap);
+    free(conf->cache.path);
+    free(conf->cache.name);
+    for (size_t i = 0; i < conf->cache.nignore_params; i++)
+        free(conf->cache.ignore_params[i]);
+    free(conf->cache.ignore_params);
     free(conf->upstream.address);
     free(conf->upstream.client_certificate);
     free(conf->upstream.client_key);

@@ -71,6 +71,17 @@ struct cdn_conf_log {
     int level;    /* enum cdn_log_level; default info */
 };
 
+struct cdn_conf_cache {
+    char *path;               /* LMDB store directory; NULL = no cache on this node */
+    uint64_t size;            /* store size in bytes; default 1GiB */
+    uint64_t max_object_size; /* larger responses pass through uncached; default 64MiB */
+    char *name;               /* Cache-Status member name; NULL = "cdn-node-<role>" */
+    bool ignore_query;        /* cache key without the query string */
+    char **ignore_params;     /* query parameters left out of the cache key */
+    size_t nignore_params;
+    struct cdn_conf_pos pos;
+};
+
 struct cdn_conf {
     char *path;
     enum cdn_role_kind role;
@@ -84,6 +95,7 @@ struct cdn_conf {
     struct cdn_conf_timeouts timeouts;
     struct cdn_conf_limits limits;
     struct cdn_conf_log log;
+    struct cdn_conf_cache cache;
     char *via; /* pseudonym in Via headers; default "cdn-node" */
 };
 
