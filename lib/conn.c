@@ -200,7 +200,8 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
     c->bytes_out += n;
     if (c->ssl == NULL) {
         cdn_buf_append(&c->out, p, n);
-    } else if (c->corked && n < CORK_DIRECT) {
+    } else if (!c->tls_done || (c->corked && n < CORK_DIRECT)) {
+        /* before the handshake there is no record layer yet: queue until OPEN */
         cdn_buf_append(&c->plain, p, n); /* becomes one record with its neighbours at uncork */
     } else {
         if (c->plain.len > 0) { /* keep the order */
@@ -368,6 +369,12 @@ static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
             return;
         }
         c->tls_done = 1;
+        if (c->plain.len > 0 && !c->corked) { /* written before OPEN */
+            tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+            cdn_buf_consume(&c->plain, c->plain.len);
+            tls_flush(c);
+            start_write(c);
+        }
         emit(c, CDN_CONN_EV_OPEN, 0);
         if (c->closing || c->ending || !c->reading)
             return;
@@ -536,7 +543,7 @@ void cdn_conn_end(struct cdn_conn *c)
 
 static void format_peer(struct cdn_conn *c)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     int len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -596,6 +603,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
+    start_write(c); /* bytes written while connecting */
     if (c->ssl == NULL) {
         emit(c, CDN_CONN_EV_OPEN, 0);
         return;

@@ -12,6 +12,8 @@ int main(void)
     srunner_add_suite(sr, suite_conf());
     srunner_add_suite(sr, suite_remap());
     srunner_add_suite(sr, suite_tls());
+    srunner_add_suite(sr, suite_conn());
+    srunner_add_suite(sr, suite_pool());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -8,5 +8,7 @@ Suite *suite_http1(void);
 Suite *suite_conf(void);
 Suite *suite_remap(void);
 Suite *suite_tls(void);
+Suite *suite_conn(void);
+Suite *suite_pool(void);
 
 #endif
