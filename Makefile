@@ -125,3 +125,11 @@ clean:
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 .SECONDARY:
+
+# SIEVE vs LRU hit ratios on Zipf traces (bench/evict_bench.c, results in bench/README.md). Not timed.
+.PHONY: bench-evict
+bench: bench-evict
+bench-evict: build/evict-bench
+	./build/evict-bench
+build/evict-bench: build/rel/obj/bench/evict_bench.o build/rel/obj/cache/evict.o build/rel/obj/lib/util.o
+	$(CC) -o $@ $^ $(PKG_LIBS) -lm

@@ -163,6 +163,8 @@ static int cmd_run(int argc, char **argv)
     struct cdn_server srv;
     int rc = cdn_server_init(&srv, conf, &policy, &err);
     if (rc == 0)
+        rc = cdn_server_open_cache(&srv, &err);
+    if (rc == 0)
         rc = cdn_server_bind(&srv, &err);
     if (rc != 0) {
         cdn_log(CDN_LOG_ERROR, "%s", err);

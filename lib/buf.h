@@ -14,9 +14,11 @@ struct cdn_buf {
 
 void cdn_buf_init(struct cdn_buf *b);
 void cdn_buf_dispose(struct cdn_buf *b);
+/* The data; never NULL (an empty, never-allocated buffer gives a pointer to an empty string). */
 static inline char *cdn_buf_data(const struct cdn_buf *b)
 {
-    return b->base + b->off;
+    static char empty[1];
+    return b->base != NULL ? b->base + b->off : empty;
 }
 /* Makes room for at least n bytes after the data (moving data to the front or growing) and
  * returns the tail pointer; commit what was written with cdn_buf_commit. */

@@ -20,63 +20,13 @@
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/proxy.h"
+#include "lib/proxy_int.h"
 #include "lib/util.h"
-
-#define SESSION_MAGIC 0x73657373u
-
-#define STATE_LIST(X)                                 \
-    X(HANDSHAKE, "TLS handshaking")                   \
-    X(IDLE, "waiting for a request")                  \
-    X(HEAD, "reading the request head")               \
-    X(CONNECT, "connecting upstream")                 \
-    X(WAIT_RESP, "waiting for the upstream response") \
-    X(RESP_BODY, "sending the response body")
-
-enum sess_state {
-#define X(name, action) ST_##name,
-    STATE_LIST(X)
-#undef X
-};
 
 static const char *const state_action[] = {
 #define X(name, action) action,
-    STATE_LIST(X)
+    PROXY_STATE_LIST(X)
 #undef X
-};
-
-struct cdn_session {
-    uint32_t magic;
-    struct cdn_worker *w;
-    const struct cdn_listener_rt *lis;
-    struct cdn_session *prev, *next;
-    struct cdn_conn *down, *up;
-    enum sess_state state;
-    uint64_t t_start;
-    bool client_eof;
-    size_t head_scanned; /* bytes of a partial head already known to hold no line end */
-
-    /* the request in flight (copied out of the input buffer) */
-    char *method, *host, *path;
-    int minor;
-    bool keep_alive, is_head;
-    enum cdn_http_body_kind req_kind;
-    uint64_t req_left;
-    struct cdn_http_chunked req_dec;
-    bool req_done;
-    struct cdn_buf up_head; /* request head, kept until the response head came (for a retry) */
-    char *up_name;          /* "host:port" of the upstream, for logs */
-    char *up_key;           /* pool key: "tls|host|port|name" */
-    const struct cdn_remap_rule *rule;
-    bool up_reused;    /* s->up came from the pool: the upstream may have closed it meanwhile */
-    bool up_keepalive; /* the response allows reusing the upstream conn */
-
-    /* the response in flight */
-    int status;
-    enum cdn_http_body_kind resp_kind;
-    uint64_t resp_left;
-    struct cdn_http_chunked resp_dec;
-    bool resp_head_sent, resp_chunked_out, close_after;
-    uint64_t resp_bytes;
 };
 
 static void on_down(struct cdn_conn *c, enum cdn_conn_event ev, int status);
@@ -85,18 +35,18 @@ static void process_request_bytes(struct cdn_session *s);
 static bool pump_request_body(struct cdn_session *s);
 static void pump_response_body(struct cdn_session *s);
 
-static const struct cdn_conf *conf_of(const struct cdn_session *s)
+const struct cdn_conf *proxy_conf(const struct cdn_session *s)
 {
     return s->w->srv->conf;
 }
 
 static size_t in_cap(const struct cdn_session *s)
 {
-    return (size_t)conf_of(s)->limits.max_header_size + 64 * 1024;
+    return (size_t)proxy_conf(s)->limits.max_header_size + 64 * 1024;
 }
 
 /* RFC 9110 5.6.7 IMF-fixdate, cached per thread per second. */
-static const char *http_date(void)
+const char *proxy_http_date(void)
 {
     static _Thread_local char buf[40];
     static _Thread_local time_t last;
@@ -131,6 +81,7 @@ static void reset_request(struct cdn_session *s)
     s->resp_bytes = 0;
     s->keep_alive = s->is_head = false;
     s->head_scanned = 0;
+    proxy_cache_reset(s);
 }
 
 static void session_free(struct cdn_session *s)
@@ -147,7 +98,7 @@ static void session_free(struct cdn_session *s)
 }
 
 /* Drops both connections now (errors, truncation) and frees the session. */
-static void session_abort(struct cdn_session *s)
+void proxy_session_abort(struct cdn_session *s)
 {
     if (s->up != NULL)
         cdn_conn_close(s->up);
@@ -180,7 +131,7 @@ static void log_access(struct cdn_session *s)
 
 /* Answers with a locally generated response. The connection is kept only when asked and when
  * nothing of the request is left unread; returns true when the session was ended. */
-static bool send_error(struct cdn_session *s, int status, bool keep)
+bool proxy_send_error(struct cdn_session *s, int status, bool keep)
 {
     keep = keep && s->keep_alive && s->req_done && !s->client_eof && !s->w->stopping;
     const char *reason = cdn_http1_reason(status);
@@ -190,7 +141,7 @@ static bool send_error(struct cdn_session *s, int status, bool keep)
     int hlen = snprintf(head, sizeof(head),
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                         "Cache-Control: no-store\r\n%s\r\n",
-                        status, reason, http_date(), blen, keep ? "" : "Connection: close\r\n");
+                        status, reason, proxy_http_date(), blen, keep ? "" : "Connection: close\r\n");
     cdn_conn_write(s->down, head, (size_t)hlen);
     if (!s->is_head)
         cdn_conn_write(s->down, body, (size_t)blen);
@@ -207,43 +158,43 @@ static bool send_error(struct cdn_session *s, int status, bool keep)
     }
     reset_request(s);
     s->state = ST_IDLE;
-    cdn_conn_set_timeout(s->down, conf_of(s)->timeouts.keepalive_ms);
+    cdn_conn_set_timeout(s->down, proxy_conf(s)->timeouts.keepalive_ms);
     cdn_conn_read_start(s->down);
     return false;
 }
 
-static void append_str(struct cdn_buf *b, const char *p)
+void proxy_append_str(struct cdn_buf *b, const char *p)
 {
     cdn_buf_append(b, p, strlen(p));
 }
 
 /* Appends "Via: <received>, 1.<minor> <pseudonym>". */
-static void append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
-                       const char *via)
+void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
+                      const char *via)
 {
-    append_str(b, "Via: ");
+    proxy_append_str(b, "Via: ");
     for (size_t i = 0; i < n; i++) {
         if (cdn_strieq(h[i].name, h[i].name_len, "via") && h[i].value_len > 0) {
             cdn_buf_append(b, h[i].value, h[i].value_len);
-            append_str(b, ", ");
+            proxy_append_str(b, ", ");
         }
     }
     char mine[96];
     snprintf(mine, sizeof(mine), "1.%d %s\r\n", minor, via);
-    append_str(b, mine);
+    proxy_append_str(b, mine);
 }
 
-static bool is_header(const struct cdn_http_header *h, const char *name)
+bool proxy_is_header(const struct cdn_http_header *h, const char *name)
 {
     return cdn_strieq(h->name, h->name_len, name);
 }
 
-static void append_header(struct cdn_buf *b, const struct cdn_http_header *h)
+void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h)
 {
     cdn_buf_append(b, h->name, h->name_len);
-    append_str(b, ": ");
+    proxy_append_str(b, ": ");
     cdn_buf_append(b, h->value, h->value_len);
-    append_str(b, "\r\n");
+    proxy_append_str(b, "\r\n");
 }
 
 static void build_upstream_head(struct cdn_session *s, const struct cdn_http_request *req,
@@ -252,42 +203,48 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     struct cdn_buf *b = &s->up_head;
     char line[64];
     cdn_buf_append(b, req->method, req->method_len);
-    append_str(b, " ");
-    append_str(b, target);
-    append_str(b, " HTTP/1.1\r\nHost: ");
+    proxy_append_str(b, " ");
+    proxy_append_str(b, target);
+    proxy_append_str(b, " HTTP/1.1\r\nHost: ");
     bool v6 = strchr(rule->to.host, ':') != NULL;
     if (v6)
-        append_str(b, "[");
-    append_str(b, rule->to.host);
+        proxy_append_str(b, "[");
+    proxy_append_str(b, rule->to.host);
     if (v6)
-        append_str(b, "]");
+        proxy_append_str(b, "]");
     if (rule->to.port != (rule->to.tls ? 443 : 80)) {
         snprintf(line, sizeof(line), ":%u", rule->to.port);
-        append_str(b, line);
+        proxy_append_str(b, line);
     }
-    append_str(b, "\r\n");
+    proxy_append_str(b, "\r\n");
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct cdn_http_header *h = &req->headers[i];
-        if (h->hop_by_hop || is_header(h, "host") || is_header(h, "content-length") ||
-            is_header(h, "expect") || is_header(h, "via"))
+        if (h->hop_by_hop || proxy_is_header(h, "host") || proxy_is_header(h, "content-length") ||
+            proxy_is_header(h, "expect") || proxy_is_header(h, "via"))
             continue;
-        append_header(b, h);
+        if (s->pc.validators.len > 0 &&
+            (proxy_is_header(h, "if-none-match") || proxy_is_header(h, "if-modified-since")))
+            continue; /* replaced by the stored response's validators */
+        proxy_append_header(b, h);
     }
-    append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
+    proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
+    if (s->pc.validators.len > 0) /* our revalidation of a stored response */
+        cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
     if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
         snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
-        append_str(b, line);
+        proxy_append_str(b, line);
     } else if (req->body_kind == CDN_HTTP_BODY_CHUNKED) {
-        append_str(b, "Transfer-Encoding: chunked\r\n");
+        proxy_append_str(b, "Transfer-Encoding: chunked\r\n");
     }
-    append_str(b, "\r\n"); /* HTTP/1.1 keep-alive: the conn goes back to the worker's pool */
+    proxy_append_str(b, "\r\n"); /* HTTP/1.1 keep-alive: the conn goes back to the worker's pool */
 }
 
 static void send_upstream_request(struct cdn_session *s)
 {
+    s->pc.req_time = (int64_t)time(NULL);
     cdn_conn_write(s->up, cdn_buf_data(&s->up_head), s->up_head.len);
     s->state = ST_WAIT_RESP;
-    cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_response_ms);
+    cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_response_ms);
     if (!s->req_done && pump_request_body(s) && !s->req_done && !cdn_conn_congested(s->up))
         cdn_conn_read_start(s->down);
 }
@@ -328,7 +285,7 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     } else {
         s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
                                  uc->verify, in_cap(s), on_up, s);
-        cdn_conn_set_timeout(s->up, conf_of(s)->timeouts.upstream_connect_ms);
+        cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
     }
     free(ovr_host);
@@ -352,20 +309,31 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
     if (cdn_strieq(req->method, req->method_len, "CONNECT") ||
         cdn_strieq(req->method, req->method_len, "TRACE")) {
         cdn_buf_consume(&s->down->in, head_len);
-        send_error(s, 405, true);
+        proxy_send_error(s, 405, true);
         return;
     }
     const struct cdn_remap_rule *rule = cdn_remap_lookup(s->w->srv->remap, s->lis->ctx != NULL, req->host,
                                                          req->host_len, req->path, req->path_len);
     if (rule == NULL) {
         cdn_buf_consume(&s->down->in, head_len);
-        send_error(s, 404, true); /* never an open proxy */
+        proxy_send_error(s, 404, true); /* never an open proxy */
         return;
     }
+    s->rule = rule;
+    /* Consuming only moves the buffer's offset: the bytes (and req's pointers into them) stay
+     * untouched until the next read, which cannot happen before this handler returns. */
+    const char *head = cdn_buf_data(&s->down->in);
+    cdn_buf_consume(&s->down->in, head_len);
     char *target = cdn_remap_target_path(rule, req->path, req->path_len);
-    build_upstream_head(s, req, rule, target);
+    bool answered = proxy_cache_request(s, req, head, head_len, target);
+    if (!answered)
+        proxy_forward(s, req, target);
     free(target);
-    cdn_buf_consume(&s->down->in, head_len); /* req points into this buffer: no use of it below */
+}
+
+void proxy_forward(struct cdn_session *s, const struct cdn_http_request *req, const char *target)
+{
+    build_upstream_head(s, req, s->rule, target);
     if (req->expect_continue && !s->req_done) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         cdn_conn_write(s->down, cont, sizeof(cont) - 1);
@@ -373,7 +341,6 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
     /* the body waits in the socket until the upstream is open; pipelined requests wait too */
     cdn_conn_read_stop(s->down);
     cdn_conn_set_timeout(s->down, 0);
-    s->rule = rule;
     start_upstream(s, true);
 }
 
@@ -385,11 +352,11 @@ static void process_request_bytes(struct cdn_session *s)
     if (s->state == ST_IDLE) {
         s->state = ST_HEAD;
         s->t_start = cdn_now_ms();
-        cdn_conn_set_timeout(d, conf_of(s)->timeouts.request_header_ms);
+        cdn_conn_set_timeout(d, proxy_conf(s)->timeouts.request_header_ms);
     }
     /* Re-parse only when a line was completed (or the limit reached): a client trickling one byte
      * at a time must not make us re-scan the whole head for every byte. */
-    size_t max_head = (size_t)conf_of(s)->limits.max_header_size;
+    size_t max_head = (size_t)proxy_conf(s)->limits.max_header_size;
     if (d->in.len < max_head && s->head_scanned < d->in.len &&
         memchr(cdn_buf_data(&d->in) + s->head_scanned, '\n', d->in.len - s->head_scanned) == NULL &&
         !s->client_eof) {
@@ -401,14 +368,14 @@ static void process_request_bytes(struct cdn_session *s)
     int rc = cdn_http1_parse_request(cdn_buf_data(&d->in), d->in.len, &s->w->srv->limits, &req);
     if (rc == CDN_HTTP_EAGAIN) {
         if (s->client_eof) /* the head will never complete */
-            session_abort(s);
+            proxy_session_abort(s);
         return;
     }
     if (rc < 0) {
         cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: bad request (%d) while %s", (unsigned long long)d->id,
                 d->peer, -rc, state_action[s->state]);
         s->keep_alive = false;
-        send_error(s, -rc, false);
+        proxy_send_error(s, -rc, false);
         return;
     }
     handle_request(s, &req, (size_t)rc);
@@ -471,86 +438,115 @@ static bool pump_request_body(struct cdn_session *s)
                     d->peer);
             s->keep_alive = false;
             if (!s->resp_head_sent)
-                send_error(s, 400, false);
+                proxy_send_error(s, 400, false);
             else
-                session_abort(s);
+                proxy_session_abort(s);
             return false;
         }
     }
     if (!s->req_done)
-        cdn_conn_set_timeout(d, conf_of(s)->timeouts.body_ms);
+        cdn_conn_set_timeout(d, proxy_conf(s)->timeouts.body_ms);
     return true;
 }
 
 /* ---- response: up -> down ---- */
 
-static void build_response_head(struct cdn_session *s, const struct cdn_http_response *res, struct cdn_buf *b)
+/* cache_status: our Cache-Status line (the received members included), or empty. */
+static void build_response_head(struct cdn_session *s, const struct cdn_http_response *res,
+                                const struct cdn_buf *cache_status, struct cdn_buf *b)
 {
     char line[128];
     const char *reason = cdn_http1_reason(res->status);
     snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
-    append_str(b, line);
+    proxy_append_str(b, line);
     if (res->reason_len > 0)
         cdn_buf_append(b, res->reason, res->reason_len);
     else
-        append_str(b, reason);
-    append_str(b, "\r\n");
+        proxy_append_str(b, reason);
+    proxy_append_str(b, "\r\n");
     bool has_date = false;
     for (size_t i = 0; i < res->num_headers; i++) {
         const struct cdn_http_header *h = &res->headers[i];
-        if (h->hop_by_hop || is_header(h, "via"))
+        if (h->hop_by_hop || proxy_is_header(h, "via"))
             continue;
-        if (is_header(h, "content-length") && res->body_kind != CDN_HTTP_BODY_NONE)
+        if (cache_status->len > 0 && proxy_is_header(h, "cache-status"))
+            continue; /* merged into ours */
+        if (proxy_is_header(h, "content-length") && res->body_kind != CDN_HTTP_BODY_NONE)
             continue;
-        has_date |= is_header(h, "date");
-        append_header(b, h);
+        has_date |= proxy_is_header(h, "date");
+        proxy_append_header(b, h);
     }
     if (!has_date) { /* RFC 9110 6.6.1: a forwarder with a clock adds the missing Date */
-        append_str(b, "Date: ");
-        append_str(b, http_date());
-        append_str(b, "\r\n");
+        proxy_append_str(b, "Date: ");
+        proxy_append_str(b, proxy_http_date());
+        proxy_append_str(b, "\r\n");
     }
-    append_via(b, res->headers, res->num_headers, res->minor_version, s->w->srv->via);
-    s->close_after = !s->keep_alive || s->client_eof || s->w->stopping;
+    proxy_append_via(b, res->headers, res->num_headers, res->minor_version, s->w->srv->via);
+    s->close_after = false;
     if (res->body_kind == CDN_HTTP_BODY_LENGTH) {
         snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)res->content_length);
-        append_str(b, line);
+        proxy_append_str(b, line);
     } else if (res->body_kind == CDN_HTTP_BODY_CHUNKED || res->body_kind == CDN_HTTP_BODY_EOF) {
         if (s->minor >= 1) {
-            append_str(b, "Transfer-Encoding: chunked\r\n");
+            proxy_append_str(b, "Transfer-Encoding: chunked\r\n");
             s->resp_chunked_out = true;
         } else {
             s->close_after = true; /* an HTTP/1.0 client learns the end from the close */
         }
     }
+    if (cache_status->len > 0)
+        cdn_buf_append(b, cdn_buf_data(cache_status), cache_status->len);
+    proxy_append_connection(s, b);
+}
+
+void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b)
+{
+    s->close_after = s->close_after || !s->keep_alive || s->client_eof || s->w->stopping;
     if (s->close_after)
-        append_str(b, "Connection: close\r\n");
+        proxy_append_str(b, "Connection: close\r\n");
     else if (s->minor == 0)
-        append_str(b, "Connection: keep-alive\r\n");
-    append_str(b, "\r\n");
+        proxy_append_str(b, "Connection: keep-alive\r\n");
+    proxy_append_str(b, "\r\n");
 }
 
 static void finish_response(struct cdn_session *s, bool up_clean)
 {
     if (s->resp_chunked_out)
         cdn_conn_write(s->down, "0\r\n\r\n", 5);
-    log_access(s);
     if (up_clean && s->up_keepalive && s->req_done && s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 &&
         !s->w->stopping)
-        cdn_pool_put(s->w->pool, s->up_key, s->up, conf_of(s)->timeouts.upstream_idle_ms);
+        cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
     else if (up_clean)
         cdn_conn_end(s->up);
     else
         cdn_conn_close(s->up);
     s->up = NULL;
+    proxy_cache_response_done(s, true); /* every caller saw the body's end */
+    proxy_exchange_done(s);
+}
+
+void proxy_exchange_done(struct cdn_session *s)
+{
+    log_access(s);
     if (s->close_after || !s->req_done || s->client_eof || s->w->stopping) {
         session_end(s);
         return;
     }
     reset_request(s);
     s->state = ST_IDLE;
-    cdn_conn_set_timeout(s->down, conf_of(s)->timeouts.keepalive_ms);
+    cdn_conn_set_timeout(s->down, proxy_conf(s)->timeouts.keepalive_ms);
     cdn_conn_read_start(s->down); /* delivers READ at once if a pipelined request is buffered */
+}
+
+void proxy_release_upstream(struct cdn_session *s)
+{
+    bool reusable = s->up_keepalive && s->req_done && s->resp_kind == CDN_HTTP_BODY_NONE &&
+                    s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 && !s->w->stopping;
+    if (reusable)
+        cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
+    else
+        cdn_conn_close(s->up);
+    s->up = NULL;
 }
 
 static void upstream_failed(struct cdn_session *s, int status, const char *why)
@@ -573,10 +569,12 @@ static void upstream_failed(struct cdn_session *s, int status, const char *why)
         s->up = NULL;
     }
     if (s->resp_head_sent) {
-        session_abort(s); /* the client sees a truncated body, never a false end */
+        proxy_session_abort(s); /* the client sees a truncated body, never a false end */
         return;
     }
-    send_error(s, status, true);
+    if (proxy_cache_upstream_error(s))
+        return; /* stale-if-error */
+    proxy_send_error(s, status, true);
 }
 
 static void read_response_head(struct cdn_session *s)
@@ -600,21 +598,28 @@ static void read_response_head(struct cdn_session *s)
             cdn_buf_consume(&u->in, (size_t)rc);
             continue;
         }
-        struct cdn_buf head;
-        cdn_buf_init(&head);
         s->status = res.status;
         s->up_keepalive = res.keep_alive;
         cdn_buf_dispose(&s->up_head);
         s->resp_kind = res.body_kind;
         s->resp_left = res.content_length;
         cdn_http1_chunked_init(&s->resp_dec);
-        build_response_head(s, &res, &head);
+        /* as in handle_request: res keeps pointing at intact bytes until this handler returns */
         cdn_buf_consume(&u->in, (size_t)rc);
+        struct cdn_buf head, cs;
+        cdn_buf_init(&head);
+        cdn_buf_init(&cs);
+        if (proxy_cache_response(s, &res, &cs)) {
+            cdn_buf_dispose(&cs);
+            return; /* answered from the cache (304 freshening, stale-if-error) */
+        }
+        build_response_head(s, &res, &cs, &head);
+        cdn_buf_dispose(&cs);
         cdn_conn_write(s->down, cdn_buf_data(&head), head.len);
         cdn_buf_dispose(&head);
         s->resp_head_sent = true;
         s->state = ST_RESP_BODY;
-        cdn_conn_set_timeout(u, conf_of(s)->timeouts.body_ms);
+        cdn_conn_set_timeout(u, proxy_conf(s)->timeouts.body_ms);
         if (s->resp_kind == CDN_HTTP_BODY_NONE ||
             (s->resp_kind == CDN_HTTP_BODY_LENGTH && s->resp_left == 0)) {
             finish_response(s, true);
@@ -627,6 +632,7 @@ static void read_response_head(struct cdn_session *s)
 
 static void send_body(struct cdn_session *s, const char *p, size_t n)
 {
+    proxy_cache_body(s, p, n);
     if (s->resp_chunked_out)
         write_chunk(s->down, p, n);
     else
@@ -640,6 +646,10 @@ static void pump_response_body(struct cdn_session *s)
     while (u->in.len > 0) {
         if (cdn_conn_congested(s->down)) {
             cdn_conn_read_stop(u); /* resumed by the client's DRAIN */
+            return;
+        }
+        if (proxy_cache_fill_busy(s)) {
+            cdn_conn_read_stop(u); /* resumed by proxy_cache_on_fill_drain */
             return;
         }
         const char *p = cdn_buf_data(&u->in);
@@ -677,7 +687,7 @@ static void pump_response_body(struct cdn_session *s)
             return;
         }
     }
-    cdn_conn_set_timeout(u, conf_of(s)->timeouts.body_ms);
+    cdn_conn_set_timeout(u, proxy_conf(s)->timeouts.body_ms);
 }
 
 /* ---- events ---- */
@@ -727,7 +737,7 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
-        cdn_conn_set_timeout(c, conf_of(s)->timeouts.request_header_ms);
+        cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
         return;
     case CDN_CONN_EV_READ:
         if (s->state == ST_IDLE || s->state == ST_HEAD)
@@ -738,7 +748,9 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             cdn_conn_read_stop(c);
         return;
     case CDN_CONN_EV_DRAIN:
-        if (s->up != NULL && s->state == ST_RESP_BODY)
+        if (s->state == ST_HIT_BODY)
+            proxy_cache_hit_continue(s);
+        else if (s->up != NULL && s->state == ST_RESP_BODY && !s->pc.fill_paused)
             cdn_conn_read_start(s->up);
         return;
     case CDN_CONN_EV_EOF:
@@ -749,7 +761,7 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         }
         /* The client is gone (TLS clients do not half-close): stop the exchange, as nginx does
          * by default, rather than keep the upstream busy for nobody. */
-        session_abort(s);
+        proxy_session_abort(s);
         return;
     case CDN_CONN_EV_ERROR:
         if (s->state == ST_HANDSHAKE)
@@ -762,19 +774,21 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         if (s->state == ST_HANDSHAKE)
             session_end(s); /* flush the alert */
         else
-            session_abort(s);
+            proxy_session_abort(s);
         return;
     case CDN_CONN_EV_TIMEOUT:
-        if (s->state == ST_HEAD) {
+        if (s->state == ST_COLLAPSED) {
+            proxy_cache_collapse_timeout(s);
+        } else if (s->state == ST_HEAD) {
             s->keep_alive = false;
-            send_error(s, 408, false);
+            proxy_send_error(s, 408, false);
         } else if (s->state == ST_IDLE) {
             session_end(s);
         } else {
             cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s: timed out while %s", (unsigned long long)c->id, c->peer,
                     s->state >= ST_CONNECT && !s->req_done ? "reading the request body"
                                                            : state_action[s->state]);
-            session_abort(s);
+            proxy_session_abort(s);
         }
         return;
     }
@@ -839,7 +853,7 @@ void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_
 void cdn_proxy_shutdown(struct cdn_worker *w)
 {
     while (w->sessions != NULL)
-        session_abort(w->sessions);
+        proxy_session_abort(w->sessions);
     cdn_pool_free(&w->pool);
     cdn_conn_close_all();
 }

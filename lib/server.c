@@ -12,9 +12,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "lib/collapse.h"
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/proxy.h"
+#include "lib/proxy_int.h"
 #include "lib/server.h"
 #include "lib/tls.h"
 #include "lib/util.h"
@@ -121,6 +123,13 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
     for (size_t i = 0; i < (size_t)s->nworkers * s->nlisteners; i++)
         s->fds[i] = -1;
 
+    cache_policy_cfg_defaults(&s->cache_policy);
+    s->cache_key_rules.ignore_query = conf->cache.ignore_query;
+    s->cache_key_rules.ignore_params = conf->cache.ignore_params;
+    s->cache_key_rules.nignore_params = conf->cache.nignore_params;
+    s->collapse = cdn_collapse_new();
+    s->cache_name = conf->cache.name != NULL ? cdn_xstrdup(conf->cache.name)
+                                             : cdn_xasprintf("cdn-node-%s", policy->role_name);
     if (cdn_remap_new(conf, &s->remap, err) != 0)
         return -1;
     for (size_t i = 0; i < s->nlisteners; i++) {
@@ -160,6 +169,32 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
     return 0;
 }
 
+int cdn_server_open_cache(struct cdn_server *s, char **err)
+{
+    const struct cdn_conf_cache *cc = &s->conf->cache;
+    if (cc->path == NULL)
+        return 0;
+    struct cache_store_opts o = {.path = cc->path, .size = cc->size, .max_object_size = cc->max_object_size};
+    if (o.max_object_size > o.size / 4)
+        o.max_object_size = o.size / 4; /* the store refuses more; say so rather than fail */
+    char *msg = NULL;
+    int rc = cache_store_open(&o, &s->store, &msg);
+    if (rc != 0) {
+        *err = cdn_xasprintf("%s:%d:%d: cache: cannot open the store at %s: %s", s->conf->path, cc->pos.line,
+                             cc->pos.col, cc->path, msg != NULL ? msg : cache_store_strerror(rc));
+        free(msg);
+        return -1;
+    }
+    if (msg != NULL)
+        cdn_log(CDN_LOG_WARN, "cache: %s: %s", cc->path, msg);
+    free(msg);
+    struct cache_store_stats st;
+    cache_store_stats(s->store, &st);
+    cdn_log(CDN_LOG_INFO, "cache: %s: %llu objects, %llu bytes, size %llu", cc->path,
+            (unsigned long long)st.objects, (unsigned long long)st.bytes, (unsigned long long)cc->size);
+    return 0;
+}
+
 int cdn_server_bind(struct cdn_server *s, char **err)
 {
     for (size_t i = 0; i < s->nlisteners; i++) {
@@ -185,6 +220,20 @@ static void on_listener_closed(uv_handle_t *h)
 {
 }
 
+static void on_fill_async(uv_async_t *a)
+{
+    struct cdn_worker *w = a->data;
+    CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    proxy_cache_on_fill_drain(w);
+}
+
+static void on_collapse_async(uv_async_t *a)
+{
+    struct cdn_worker *w = a->data;
+    CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    proxy_cache_on_collapse_wake(w);
+}
+
 static void on_stop(uv_async_t *a)
 {
     struct cdn_worker *w = a->data;
@@ -194,6 +243,8 @@ static void on_stop(uv_async_t *a)
         uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
     cdn_proxy_shutdown(w);
     uv_close((uv_handle_t *)&w->stop, NULL);
+    uv_close((uv_handle_t *)&w->fill_async, NULL);
+    uv_close((uv_handle_t *)&w->collapse_async, NULL);
 }
 
 static void worker_main(void *arg)
@@ -262,6 +313,10 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         w->loop.data = w;
         uv_async_init(&w->loop, &w->stop, on_stop);
         w->stop.data = w;
+        uv_async_init(&w->loop, &w->fill_async, on_fill_async);
+        w->fill_async.data = w;
+        uv_async_init(&w->loop, &w->collapse_async, on_collapse_async);
+        w->collapse_async.data = w;
         w->listeners = cdn_xcalloc(s->nlisteners, sizeof(uv_tcp_t));
         w->pool = cdn_pool_new();
         CDN_ASSERT(uv_thread_create(&w->thread, worker_main, w) == 0);
@@ -307,6 +362,9 @@ void cdn_server_dispose(struct cdn_server *s)
     for (size_t i = 0; s->listeners != NULL && i < s->nlisteners; i++)
         SSL_CTX_free(s->listeners[i].ctx);
     SSL_CTX_free(s->upstream_ctx);
+    cache_store_close(&s->store); /* every session (hit, fill) is gone by now */
+    free(s->cache_name);
+    cdn_collapse_free(&s->collapse);
     cdn_remap_free(&s->remap);
     free(s->listeners);
     free(s->fds);

@@ -12,6 +12,9 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "cache/key.h"
+#include "cache/policy.h"
+#include "cache/store.h"
 #include "lib/conf.h"
 #include "lib/http1.h"
 #include "lib/remap.h"
@@ -33,6 +36,7 @@ struct cdn_listener_rt {
 
 struct cdn_session;
 struct cdn_pool;
+struct cdn_collapse;
 
 struct cdn_worker {
     uint32_t magic;
@@ -44,6 +48,8 @@ struct cdn_worker {
     uv_tcp_t *listeners;          /* one per cdn_listener_rt */
     struct cdn_session *sessions; /* every live session, for shutdown */
     struct cdn_pool *pool;        /* idle keep-alive upstream conns */
+    uv_async_t fill_async;        /* the store's writer drained a busy fill of this worker */
+    uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
     bool stopping;
 };
 
@@ -59,6 +65,12 @@ struct cdn_server {
     int *fds; /* nworkers * nlisteners bound + listening sockets, handed to the workers */
     struct cdn_http_limits limits;
     char *via; /* "cdn-node" */
+    /* the HTTP cache; store NULL = this node does not cache */
+    struct cache_store *store;
+    struct cache_policy_cfg cache_policy;
+    struct cache_key_rules cache_key_rules;
+    char *cache_name;              /* Cache-Status member name */
+    struct cdn_collapse *collapse; /* in-flight fetches, for collapsed forwarding */
 };
 
 /* Builds everything that can fail before serving except sockets: TLS contexts (each error names
@@ -66,6 +78,9 @@ struct cdn_server {
  * stops here. */
 int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cdn_server_policy *policy,
                     char **err);
+/* Opens the cache store when the config has one (blocking; at startup). 0, or -1 + *err. A store that
+ * was found damaged and rebuilt is logged as a warning, not an error. */
+int cdn_server_open_cache(struct cdn_server *s, char **err);
 /* Binds every listener once per worker ("address in use" is reported here). 0 or -1 + *err. */
 int cdn_server_bind(struct cdn_server *s, char **err);
 /* Starts the workers, writes ports_file (may be NULL) once listening, and blocks until SIGTERM or

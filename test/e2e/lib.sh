@@ -314,3 +314,133 @@ while True:
 log_has() {
     grep -qF -- "$2" "$T/$1.err" 2>/dev/null
 }
+
+# --- helpers added for the cache tests (9N_cache_*.sh) ------------------------------------------
+# Both tiers cache (a cache: block each, stores in $T/cache-NAME) and write access logs
+# ($T/NAME.access), so a test can tell which tier answered: origin_count for the origin,
+# access_count regional for the regional, and the Cache-Status members (regional first, edge last).
+
+# start_origin_docroot DIR: start_origin with --docroot DIR (GET/HEAD /files/NAME serves DIR/NAME).
+# A known ORIGIN_PORT (set before) is reused, so that a restarted origin keeps the regional's rule valid.
+start_origin_docroot() {
+    : >>"$T/origin.log"
+    rm -f "$T/origin.ports"
+    "$ORIGIN" --address 127.0.0.1 --port "${ORIGIN_PORT:-0}" --ports-file "$T/origin.ports" --log "$T/origin.log" \
+        --docroot "$1" >"$T/origin.out" 2>>"$T/origin.err" &
+    _PID[origin]=$!
+    _wait_ready origin
+    ORIGIN_PORT=$(port_of origin http)
+}
+
+# cache_config FILE NAME [LINE...]: appends a cache: block to the config FILE: path cache-NAME (in $T),
+# size 64MiB, then each LINE ("key: value") inside the block. Also an access log, $T/NAME.access.
+cache_config() {
+    local f=$1 name=$2 l
+    shift 2
+    {
+        echo "cache:"
+        echo "  path: cache-$name"
+        echo "  size: 64MiB"
+        for l in "$@"; do
+            echo "  $l"
+        done
+        echo "log:"
+        echo "  access: $name.access"
+    } >>"$f"
+}
+
+# cache_regional [LINE...]: writes $T/regional.yaml (regional_config + cache_config regional LINE...)
+# and starts it; sets REGIONAL_PORT.
+cache_regional() {
+    regional_config "$T/regional.yaml"
+    cache_config "$T/regional.yaml" regional "$@"
+    start_node regional regional "$T/regional.yaml"
+    REGIONAL_PORT=$(port_of regional https)
+}
+
+# cache_edge NAME [LINE...]: writes $T/NAME.yaml (edge_config in front of REGIONAL_PORT + cache_config
+# NAME LINE...) and starts it as NAME (run it again to restart NAME with the same store); sets EDGE.
+cache_edge() {
+    local name=$1
+    shift
+    edge_config "$T/$name.yaml" "$REGIONAL_PORT"
+    cache_config "$T/$name.yaml" "$name" "$@"
+    start_node "$name" edge "$T/$name.yaml"
+    EDGE=https://127.0.0.1:$(port_of "$name" https)
+}
+
+# cache_tiers [LINE...]: like two_tiers, but the origin serves $T/docroot (DOCROOT) under /files/ and
+# the regional and the edge both cache, with the same extra cache LINEs; sets EDGE, REGIONAL_PORT.
+cache_tiers() {
+    pki
+    DOCROOT=$T/docroot
+    mkdir -p "$DOCROOT"
+    start_origin_docroot "$DOCROOT"
+    cache_regional "$@"
+    cache_edge edge "$@"
+}
+
+# access_count NAME: requests NAME has logged in its access log so far
+access_count() {
+    local n=0
+    [ -f "$T/$1.access" ] && n=$(wc -l <"$T/$1.access")
+    echo $((n))
+}
+
+# fetch PATH [CURL_ARGS...]: a customer's request to $EDGE (override with FETCH_BASE): body in $T/body,
+# response head in $T/head; sets CODE (status), CS (Cache-Status value; "" if none), AGE, LAST_CS
+# (the last Cache-Status member: the edge's) and SECS (the request's wall time, e.g. 0.042).
+fetch() {
+    local p=$1 out
+    shift
+    rm -f "$T/head" "$T/body" # curl leaves an old file as it was when no body comes
+    out=$(ecurl -D "$T/head" -o "$T/body" -w '%{http_code} %{time_total}' "$@" "${FETCH_BASE:-$EDGE}$p") ||
+        fail "GET $p: curl exit $?"
+    [ -f "$T/body" ] || : >"$T/body"
+    # shellcheck disable=SC2034 # CODE, SECS, AGE and LAST_CS are for the caller
+    CODE=${out% *}
+    # shellcheck disable=SC2034
+    SECS=${out#* }
+    CS=$(header_of Cache-Status)
+    # shellcheck disable=SC2034
+    AGE=$(header_of Age)
+    # shellcheck disable=SC2034
+    LAST_CS=${CS##*, }
+}
+
+# header_of NAME: the value of the last NAME line in $T/head (the last response of the exchange),
+# without CR; "" when absent.
+header_of() {
+    tr -d '\r' <"$T/head" | awk -v n="$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')" '
+        /^HTTP\// { v = "" }
+        { i = index($0, ":"); if (i > 0 && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v) } }
+        END { print v }'
+}
+
+# assert_match TEXT ERE [WHAT]: TEXT matches the extended regular expression ERE (whole text)
+assert_match() {
+    printf '%s' "$1" | grep -qE -- "^($2)\$" || fail "${3:-value}: expected to match /^($2)\$/, got '$1'"
+}
+
+# settle: the store's writer commits fills, freshenings and removals asynchronously, an instant after
+# the response; wait that instant before a request that expects to see them.
+settle() {
+    sleep "${CACHE_SETTLE:-0.2}"
+}
+
+# kill9 NAME: SIGKILL, reaped and forgotten (stop_all will not complain about the signal)
+kill9() {
+    local pid=${_PID[$1]:-}
+    [ -n "$pid" ] || fail "no process named $1"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "_PID[$1]"
+}
+
+# sleep_until_second_start: sleeps until just after the wall clock's next second, so that a short
+# sequence of requests that follows sees at most one tick of the one-second clock caches use for ages
+sleep_until_second_start() {
+    local ns
+    ns=$(date +%N)
+    sleep "$(awk -v ns="$ns" 'BEGIN { printf "%.3f", (1000000000 - ns) / 1e9 + 0.02 }')"
+}

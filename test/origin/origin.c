@@ -11,10 +11,21 @@
  *     yes 0123456789abcdefghijklmnopqrstuvwxyz | tr -d '\n' | head -c N
  *
  * Every request whose head parses is appended to --log as "METHOD TARGET" and flushed at once: tests
- * count those lines to prove what reached the origin. A malformed head gets 400 (431/501/505 where
- * the parser says so) with Connection: close, and is not logged. See usage() for the endpoints.
+ * count those lines to prove what reached the origin. A conditional request (If-None-Match or
+ * If-Modified-Since) gets more words after those two, the last one being "conditional":
+ *     GET /files/a inm="0a1b..." ims=Sun,_06_Nov_1994_08:49:37_GMT conditional
+ * (values with their blanks turned into '_'). A malformed head gets 400 (431/501/505 where the parser
+ * says so) with Connection: close, and is not logged. See usage() for the endpoints.
+ *
+ * --docroot DIR serves the files of DIR under /files/NAME for the cache tests, with validators: the
+ * ETag is the SHA-256 of the content in hex (quoted), Last-Modified the file's mtime. The file is
+ * opened and hashed on libuv's thread pool and its body streamed with uv_fs_read, one 64 KiB piece in
+ * flight at a time and only while the socket keeps up, so the loop never blocks on the disk. The body
+ * comes from the descriptor that was hashed: replace files atomically (write elsewhere, rename) and a
+ * response never mixes two versions.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -22,7 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <openssl/evp.h>
 #include <uv.h>
 
 #include "lib/http1.h"
@@ -47,10 +62,22 @@ enum framing {
 };
 
 enum source {
-    SRC_NONE,    /* the whole response was queued with the head */
-    SRC_PATTERN, /* gen_total pattern bytes */
-    SRC_ECHO,    /* the request body */
-    SRC_SLOW,    /* the timer answers */
+    SRC_NONE,      /* the whole response was queued with the head */
+    SRC_PATTERN,   /* gen_total pattern bytes */
+    SRC_ECHO,      /* the request body */
+    SRC_SLOW,      /* the timer answers */
+    SRC_FILE_OPEN, /* /files/NAME: opened and hashed on the thread pool (file_work) */
+    SRC_FILE,      /* /files/NAME: file bytes file_off..file_size, read with uv_fs_read */
+};
+
+/* The result of file_work, read by file_done on the loop thread. */
+struct file_job {
+    char *path;
+    int fd;  /* -1 on failure */
+    int err; /* errno of the failure */
+    uint64_t size;
+    int64_t mtime;
+    char etag[2 * 32 + 3]; /* "hex" */
 };
 
 struct conn {
@@ -60,6 +87,7 @@ struct conn {
     uv_timer_t timer; /* /slow/MS, then the lingering close */
     uv_shutdown_t shutdown_req;
     unsigned open_handles;
+    unsigned pending_ops; /* thread-pool work and fs reads in flight: the conn lives until they end */
     bool closing, shutting, lingering, reading, peer_eof;
 
     char *in;
@@ -71,7 +99,17 @@ struct conn {
     uint64_t body_left;
     bool body_done;
     struct cdn_http_chunked dec;
-    char *extra; /* response headers asked for with hdr=, "Name: Value\r\n"... */
+    char *extra;     /* response headers asked for with hdr=, "Name: Value\r\n"... */
+    char *inm, *ims; /* If-None-Match (all lines, joined with ", ") and If-Modified-Since, or NULL */
+
+    /* /files/NAME */
+    uv_work_t work;
+    uv_fs_t fs;
+    struct file_job job;
+    int fd;
+    uint64_t file_off, file_size;
+    bool file_reading;
+    char *read_buf; /* the piece uv_fs_read fills; handed to the write that sends it */
 
     /* its response */
     enum source src;
@@ -93,6 +131,7 @@ static uv_signal_t sig_term, sig_int;
 static struct conn *conns;
 static FILE *log_file;
 static bool stopping;
+static const char *docroot;
 static char pattern_buf[PIECE + PATTERN_LEN];
 static char crlf[] = "\r\n";
 static char last_chunk[] = "0\r\n\r\n";
@@ -167,12 +206,16 @@ static void send_static(struct conn *c, char *p, size_t n)
     send_bufs(c, w, &b, 1);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* Frees a closing conn once its handles are closed and no thread-pool or fs request uses it. */
+static void conn_maybe_free(struct conn *c)
 {
-    struct conn *c = h->data;
-    CDN_CHECK_OBJ(c, CONN_MAGIC);
-    if (--c->open_handles != 0)
+    if (!c->closing || c->open_handles != 0 || c->pending_ops != 0)
         return;
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->read_buf);
+    free(c->inm);
+    free(c->ims);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -183,6 +226,14 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->extra);
     c->magic = 0;
     free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    CDN_CHECK_OBJ(c, CONN_MAGIC);
+    c->open_handles--;
+    conn_maybe_free(c);
 }
 
 /* Idempotent. Pending writes complete with UV_ECANCELED before the handles' close callbacks. */
@@ -476,6 +527,308 @@ static void start_pattern(struct conn *c, enum framing fr, uint64_t n)
     c->gen_total = n;
 }
 
+/* ---- /files/NAME (--docroot) and /vary ---- */
+
+/* IMF-fixdate (RFC 9110 5.6.7) of t into out (at least 30 bytes). */
+static void http_date(int64_t t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Parses an IMF-fixdate (the only form we send); -1 if s is not one. Written here rather than taken
+ * from cache/policy.c so that the origin does not share the node's date bugs. */
+static int64_t parse_http_date(const char *s)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    static const char days[] = "SunMonTueWedThuFriSat";
+    char wd[5], mon[4], tail[4];
+    int d, y, h, mi, sec, n = 0;
+    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    if (strlen(s) != 29 ||
+        sscanf(s, "%4s %2d %3s %4d %2d:%2d:%2d %3s%n", wd, &d, mon, &y, &h, &mi, &sec, tail, &n) != 8 ||
+        n != 29 || strlen(wd) != 4 || wd[3] != ',')
+        return -1;
+    wd[3] = '\0';
+    const char *m = strstr(months, mon), *w = strstr(days, wd);
+    if (m == NULL || strlen(mon) != 3 || (m - months) % 3 != 0 || w == NULL || (w - days) % 3 != 0 ||
+        strcmp(tail, "GMT") != 0 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = (int)((m - months) / 3),
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
+    return (int64_t)timegm(&tm);
+}
+
+/* If-None-Match against our strong ETag, with the weak comparison of RFC 9110 8.8.3.2: "*" or any
+ * listed entity-tag whose opaque-tag equals ours, W/ or not. A malformed list stops at the error. */
+static bool inm_matches(const char *v, const char *etag)
+{
+    size_t elen = strlen(etag);
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            return false;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p != '"')
+            return false;
+        const char *end = strchr(p + 1, '"');
+        if (end == NULL)
+            return false;
+        if ((size_t)(end + 1 - p) == elen && memcmp(p, etag, elen) == 0)
+            return true;
+        p = end + 1;
+    }
+}
+
+/* Copies a header value with its blanks turned into '_' (for the one-line log). */
+static char *log_word(const char *v)
+{
+    char *w = cdn_xstrdup(v);
+    for (char *p = w; *p; p++) {
+        if (*p == ' ' || *p == '\t')
+            *p = '_';
+    }
+    return w;
+}
+
+/* Thread pool: open, stat and hash the file. Touches only c->job. */
+static void file_work(uv_work_t *req)
+{
+    struct conn *c = req->data;
+    struct file_job *j = &c->job;
+    j->fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (j->fd < 0) {
+        j->err = errno;
+        return;
+    }
+    struct stat st;
+    if (fstat(j->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        j->err = errno;
+        if (j->err == 0)
+            j->err = ENOENT; /* not a regular file: as good as absent */
+        close(j->fd);
+        j->fd = -1;
+        return;
+    }
+    j->size = (uint64_t)st.st_size;
+    j->mtime = (int64_t)st.st_mtim.tv_sec;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    CDN_ASSERT(md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1);
+    static _Thread_local char buf[PIECE];
+    uint64_t off = 0;
+    while (off < j->size) {
+        ssize_t n = pread(j->fd, buf, sizeof(buf), (off_t)off);
+        if (n <= 0) {
+            j->err = n < 0 ? errno : EIO; /* shrank while we read it */
+            break;
+        }
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    unsigned char dig[32];
+    unsigned dlen = 0;
+    EVP_DigestFinal_ex(md, dig, &dlen);
+    EVP_MD_CTX_free(md);
+    if (j->err != 0) {
+        close(j->fd);
+        j->fd = -1;
+        return;
+    }
+    char *e = j->etag;
+    *e++ = '"';
+    for (unsigned i = 0; i < dlen; i++)
+        e += sprintf(e, "%02x", dig[i]);
+    *e++ = '"';
+    *e = '\0';
+}
+
+static void file_done(uv_work_t *req, int status)
+{
+    struct conn *c = req->data;
+    CDN_CHECK_OBJ(c, CONN_MAGIC);
+    c->pending_ops--;
+    free(c->job.path);
+    c->job.path = NULL;
+    c->fd = c->job.fd;
+    if (c->closing) {
+        conn_maybe_free(c); /* closes the fd */
+        return;
+    }
+    if (c->fd < 0) {
+        int st = c->job.err == ENOENT || c->job.err == ENOTDIR || c->job.err == EISDIR || c->job.err == ELOOP
+                     ? 404
+                 : c->job.err == EACCES ? 403
+                                        : 500;
+        char body[128];
+        int n = snprintf(body, sizeof(body), "%d %s: %s\n", st, cdn_http1_reason(st), strerror(c->job.err));
+        send_fixed(c, st, body, (size_t)n);
+        conn_pump(c);
+        return;
+    }
+    char date[40], lm[40];
+    http_date((int64_t)time(NULL), date, sizeof(date));
+    http_date(c->job.mtime, lm, sizeof(lm));
+    char *hdrs = cdn_xasprintf("Date: %s\r\nETag: %s\r\nLast-Modified: %s\r\n%s", date, c->job.etag, lm,
+                               c->extra != NULL ? c->extra : "");
+    free(c->extra);
+    c->extra = hdrs;
+    /* RFC 9110 13.2.2: If-None-Match, else If-Modified-Since */
+    bool not_modified = false;
+    if (c->inm != NULL) {
+        not_modified = inm_matches(c->inm, c->job.etag);
+    } else if (c->ims != NULL) {
+        int64_t t = parse_http_date(c->ims);
+        not_modified = t >= 0 && c->job.mtime <= t;
+    }
+    if (not_modified) {
+        send_head(c, 304, NULL, FR_NONE, 0);
+        c->src = SRC_NONE;
+        c->resp_done = true;
+    } else {
+        send_head(c, 200, "application/octet-stream", FR_LENGTH, c->job.size);
+        if (c->head_only || c->job.size == 0) {
+            c->src = SRC_NONE;
+            c->resp_done = true;
+        } else {
+            c->src = SRC_FILE;
+            c->file_off = 0;
+            c->file_size = c->job.size;
+        }
+    }
+    if (c->resp_done) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    conn_pump(c);
+}
+
+static void on_file_read(uv_fs_t *req)
+{
+    struct conn *c = req->data;
+    CDN_CHECK_OBJ(c, CONN_MAGIC);
+    c->pending_ops--;
+    c->file_reading = false;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    if (c->closing) {
+        free(c->read_buf);
+        c->read_buf = NULL;
+        conn_maybe_free(c);
+        return;
+    }
+    if (n <= 0) { /* the file shrank: the response cannot be completed */
+        fprintf(stderr, "origin: reading a file at offset %" PRIu64 ": %s\n", c->file_off,
+                n < 0 ? uv_strerror((int)n) : "unexpected end of file");
+        free(c->read_buf);
+        c->read_buf = NULL;
+        conn_close(c);
+        return;
+    }
+    struct wreq *wr = cdn_xcalloc(1, sizeof(*wr));
+    wr->heap = c->read_buf;
+    c->read_buf = NULL;
+    uv_buf_t b = uv_buf_init(wr->heap, (unsigned)n);
+    c->file_off += (uint64_t)n;
+    send_bufs(c, wr, &b, 1);
+    if (!c->closing)
+        conn_pump(c);
+}
+
+/* Queues the next file piece while the peer keeps up; one read in flight. */
+static void file_step(struct conn *c)
+{
+    if (c->src != SRC_FILE || c->closing || c->file_reading || write_queue(c) >= WQ_HIGH)
+        return;
+    if (c->file_off >= c->file_size) {
+        close(c->fd);
+        c->fd = -1;
+        c->src = SRC_NONE;
+        c->resp_done = true;
+        return;
+    }
+    uint64_t left = c->file_size - c->file_off;
+    size_t n = left < PIECE ? (size_t)left : PIECE;
+    c->read_buf = cdn_xmalloc(n);
+    uv_buf_t b = uv_buf_init(c->read_buf, (unsigned)n);
+    c->fs.data = c;
+    int rc = uv_fs_read(loop, &c->fs, c->fd, &b, 1, (int64_t)c->file_off, on_file_read);
+    if (rc < 0) {
+        free(c->read_buf);
+        c->read_buf = NULL;
+        conn_close(c);
+        return;
+    }
+    c->file_reading = true;
+    c->pending_ops++;
+}
+
+/* GET/HEAD /files/NAME: NAME must be a plain file name of DIR (no '/', no "..", no leading '.'). */
+static void start_file(struct conn *c, const struct cdn_http_request *r, const char *name, size_t n)
+{
+    bool ok = docroot != NULL && n > 0 && name[0] != '.';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = name[i] != '/' && name[i] != '\\' && (unsigned char)name[i] > 0x20 && name[i] != 0x7f;
+    if (ok && n >= 2 && memmem(name, n, "..", 2) != NULL)
+        ok = false;
+    if (!ok) {
+        send_fixed(c, docroot == NULL ? 404 : 400, docroot == NULL ? "no --docroot\n" : "bad file name\n",
+                   docroot == NULL ? 13 : 14);
+        return;
+    }
+    bool get = r->method_len == 3 && memcmp(r->method, "GET", 3) == 0;
+    if (!get && !c->head_only) {
+        add_query_header(c, "Allow:GET,%20HEAD", 17);
+        send_fixed(c, 405, "GET or HEAD\n", 12);
+        return;
+    }
+    c->job = (struct file_job){.path = cdn_xasprintf("%s/%.*s", docroot, (int)n, name), .fd = -1};
+    c->work.data = c;
+    c->src = SRC_FILE_OPEN;
+    CDN_ASSERT(uv_queue_work(loop, &c->work, file_work, file_done) == 0);
+    c->pending_ops++;
+}
+
+/* /vary: 200, Vary: Accept-Language, body = the request's Accept-Language value (its lines joined
+ * with ", ") and "\n", or "(none)\n" without one. */
+static void send_vary(struct conn *c, const struct cdn_http_request *r)
+{
+    char *body = NULL;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        const struct cdn_http_header *h = &r->headers[i];
+        if (!cdn_strieq(h->name, h->name_len, "accept-language"))
+            continue;
+        char *b = cdn_xasprintf("%s%s%.*s", body != NULL ? body : "", body != NULL ? ", " : "",
+                                (int)h->value_len, h->value);
+        free(body);
+        body = b;
+    }
+    char *full = cdn_xasprintf("%s\n", body != NULL ? body : "(none)");
+    free(body);
+    char date[40];
+    http_date((int64_t)time(NULL), date, sizeof(date));
+    char *hdrs =
+        cdn_xasprintf("Date: %s\r\nVary: Accept-Language\r\n%s", date, c->extra != NULL ? c->extra : "");
+    free(c->extra);
+    c->extra = hdrs;
+    send_fixed(c, 200, full, strlen(full));
+    free(full);
+}
+
 static void route(struct conn *c, const struct cdn_http_request *r, size_t head_len, const char *path,
                   size_t plen)
 {
@@ -498,6 +851,10 @@ static void route(struct conn *c, const struct cdn_http_request *r, size_t head_
             send_fixed(c, 400, "bad length\n", 11);
         else
             start_pattern(c, FR_EOF, v);
+    } else if (path_prefix(path, plen, "/files/", &rest, &rl)) {
+        start_file(c, r, rest, rl);
+    } else if (path_is(path, plen, "/vary")) {
+        send_vary(c, r);
     } else if (path_prefix(path, plen, "/status/", &rest, &rl)) {
         if (!parse_u64(rest, rl, 599, &v) || rl != 3 || v < 200) {
             send_fixed(c, 400, "bad status\n", 11);
@@ -537,9 +894,28 @@ static void start_request(struct conn *c, const struct cdn_http_request *r, size
 {
     static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+    free(c->inm);
+    free(c->ims);
+    c->inm = c->ims = NULL;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        const struct cdn_http_header *h = &r->headers[i];
+        if (cdn_strieq(h->name, h->name_len, "if-none-match")) {
+            char *v = cdn_xasprintf("%s%s%.*s", c->inm != NULL ? c->inm : "", c->inm != NULL ? ", " : "",
+                                    (int)h->value_len, h->value);
+            free(c->inm);
+            c->inm = v;
+        } else if (cdn_strieq(h->name, h->name_len, "if-modified-since") && c->ims == NULL) {
+            c->ims = cdn_xstrndup(h->value, h->value_len);
+        }
+    }
     if (log_file != NULL) {
-        fprintf(log_file, "%.*s %.*s\n", (int)r->method_len, r->method, (int)r->target_len, r->target);
+        char *inm = c->inm != NULL ? log_word(c->inm) : NULL, *ims = c->ims != NULL ? log_word(c->ims) : NULL;
+        fprintf(log_file, "%.*s %.*s%s%s%s%s%s\n", (int)r->method_len, r->method, (int)r->target_len,
+                r->target, inm != NULL ? " inm=" : "", inm != NULL ? inm : "", ims != NULL ? " ims=" : "",
+                ims != NULL ? ims : "", inm != NULL || ims != NULL ? " conditional" : "");
         fflush(log_file);
+        free(inm);
+        free(ims);
     }
     c->active = true;
     c->head_only = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
@@ -573,6 +949,9 @@ static void request_reset(struct conn *c)
     c->src = SRC_NONE;
     free(c->extra);
     c->extra = NULL;
+    free(c->inm);
+    free(c->ims);
+    c->inm = c->ims = NULL;
 }
 
 /* Consumes request body bytes: echoed when the response is the echo, dropped otherwise.
@@ -622,6 +1001,7 @@ static bool body_step(struct conn *c)
 /* Queues pattern pieces while the peer keeps up. */
 static void resp_step(struct conn *c)
 {
+    file_step(c);
     while (c->src == SRC_PATTERN && !c->closing && write_queue(c) < WQ_HIGH) {
         uint64_t left = c->gen_total - c->gen_off;
         if (left == 0) {
@@ -702,6 +1082,7 @@ static void on_connection(uv_stream_t *s, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->open_handles = 2;
+    c->fd = -1;
     c->next = conns;
     if (conns != NULL)
         conns->prev = c;
@@ -746,21 +1127,31 @@ static int write_ports_file(const char *path, int port)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: origin [--address 127.0.0.1] [--port N] [--ports-file FILE] [--log FILE]\n"
-               "Test origin (plain HTTP/1.1). Body pattern: byte i = \"" PATTERN "\"[i %% 36].\n"
-               "  /bytes/N      200, N pattern bytes, Content-Length\n"
-               "  /chunked/N    200, N pattern bytes, chunked (chunk sizes 1, 7, 4096, 65536 cycling)\n"
-               "  /eof/N        200, N pattern bytes, no length, Connection: close\n"
-               "  /status/NNN   that status (200..599), short body (none for 204/304)\n"
-               "  /headers      200, body = the request line and header lines as received\n"
-               "  /echo         200, body = the request body (Content-Length in, Content-Length out;\n"
-               "                chunked in, chunked out)\n"
-               "  /slow/MS      200 \"slow\\n\" after MS milliseconds\n"
-               "  anything else 200 \"origin: TARGET\\n\"\n"
-               "  ?hdr=Name:Value (repeatable, %%XX-decoded, '+' stays '+') adds a response header to any\n"
-               "                of them; names must be tokens, values printable.\n"
-               "Each request is logged to --log as \"METHOD TARGET\". --port 0 picks a free port; the\n"
-               "ports file then gets \"http PORT\".\n");
+    fprintf(f,
+            "usage: origin [--address 127.0.0.1] [--port N] [--ports-file FILE] [--log FILE]\n"
+            "              [--docroot DIR]\n"
+            "Test origin (plain HTTP/1.1). Body pattern: byte i = \"" PATTERN "\"[i %% 36].\n"
+            "  /bytes/N      200, N pattern bytes, Content-Length\n"
+            "  /chunked/N    200, N pattern bytes, chunked (chunk sizes 1, 7, 4096, 65536 cycling)\n"
+            "  /eof/N        200, N pattern bytes, no length, Connection: close\n"
+            "  /status/NNN   that status (200..599), short body (none for 204/304)\n"
+            "  /headers      200, body = the request line and header lines as received\n"
+            "  /echo         200, body = the request body (Content-Length in, Content-Length out;\n"
+            "                chunked in, chunked out)\n"
+            "  /slow/MS      200 \"slow\\n\" after MS milliseconds\n"
+            "  /files/NAME   GET/HEAD only: the file DIR/NAME of --docroot DIR (a plain name: no '/',\n"
+            "                no \"..\", no leading '.'), with Date, ETag: \"<sha256 of the content, hex>\"\n"
+            "                and Last-Modified (its mtime); 304 (same headers, no body) when\n"
+            "                If-None-Match matches (weak comparison, lists, *) or, without\n"
+            "                If-None-Match, when If-Modified-Since >= the mtime; 404 if absent\n"
+            "  /vary         200, Vary: Accept-Language, body = the request's Accept-Language and\n"
+            "                \"\\n\" (\"(none)\\n\" without one)\n"
+            "  anything else 200 \"origin: TARGET\\n\"\n"
+            "  ?hdr=Name:Value (repeatable, %%XX-decoded, '+' stays '+') adds a response header to any\n"
+            "                of them; names must be tokens, values printable.\n"
+            "Each request is logged to --log as \"METHOD TARGET\"; a conditional one (If-None-Match or\n"
+            "If-Modified-Since) as \"METHOD TARGET [inm=V] [ims=V] conditional\", blanks in V as '_'.\n"
+            "--port 0 picks a free port; the ports file then gets \"http PORT\".\n");
 }
 
 int main(int argc, char **argv)
@@ -788,6 +1179,8 @@ int main(int argc, char **argv)
             ports_file = v;
         } else if (strcmp(a, "--log") == 0) {
             log_path = v;
+        } else if (strcmp(a, "--docroot") == 0) {
+            docroot = v;
         } else {
             usage(stderr);
             return 2;

@@ -14,6 +14,11 @@ int main(void)
     srunner_add_suite(sr, suite_tls());
     srunner_add_suite(sr, suite_conn());
     srunner_add_suite(sr, suite_pool());
+    srunner_add_suite(sr, suite_policy());
+    srunner_add_suite(sr, suite_entry());
+    srunner_add_suite(sr, suite_store());
+    srunner_add_suite(sr, suite_evict());
+    srunner_add_suite(sr, suite_key());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -10,5 +10,10 @@ Suite *suite_remap(void);
 Suite *suite_tls(void);
 Suite *suite_conn(void);
 Suite *suite_pool(void);
+Suite *suite_policy(void);
+Suite *suite_entry(void);
+Suite *suite_store(void);
+Suite *suite_evict(void);
+Suite *suite_key(void);
 
 #endif

@@ -1,0 +1,157 @@
+/*
+ * collapse: see collapse.h. A wait is shared by the table (until finish) and its waiter (until leave),
+ * hence the two-count refcount; the result is an atomic the waiter reads on its own thread.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/collapse.h"
+#include "lib/util.h"
+
+#define NBUCKETS 256
+
+struct entry;
+
+struct cdn_collapse_wait {
+    _Atomic int result;
+    _Atomic int refs;
+    cdn_collapse_wake_cb *wake;
+    void *arg;
+    struct cdn_collapse *table;
+    struct entry *entry; /* NULL once finished; under table->lock */
+    struct cdn_collapse_wait *next;
+};
+
+struct entry {
+    char *key;
+    size_t klen;
+    struct cdn_collapse_wait *waiters;
+    struct entry *next;
+};
+
+struct cdn_collapse {
+    pthread_mutex_t lock;
+    struct entry *buckets[NBUCKETS];
+};
+
+static size_t hash(const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (size_t)(h % NBUCKETS);
+}
+
+struct cdn_collapse *cdn_collapse_new(void)
+{
+    struct cdn_collapse *t = cdn_xcalloc(1, sizeof(*t));
+    pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+void cdn_collapse_free(struct cdn_collapse **tp)
+{
+    struct cdn_collapse *t = *tp;
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        CDN_ASSERT(t->buckets[i] == NULL);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    *tp = NULL;
+}
+
+static struct entry **find(struct cdn_collapse *t, const void *key, size_t klen)
+{
+    struct entry **pp = &t->buckets[hash(key, klen)];
+    while (*pp != NULL && !((*pp)->klen == klen && memcmp((*pp)->key, key, klen) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void unref(struct cdn_collapse_wait *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) == 1)
+        free(w);
+}
+
+bool cdn_collapse_join(struct cdn_collapse *t, const void *key, size_t klen, cdn_collapse_wake_cb *wake,
+                       void *arg, struct cdn_collapse_wait **wait)
+{
+    pthread_mutex_lock(&t->lock);
+    struct entry **pp = find(t, key, klen);
+    if (*pp == NULL) {
+        struct entry *e = cdn_xcalloc(1, sizeof(*e));
+        e->key = cdn_xmalloc(klen);
+        memcpy(e->key, key, klen);
+        e->klen = klen;
+        *pp = e;
+        pthread_mutex_unlock(&t->lock);
+        *wait = NULL;
+        return true;
+    }
+    struct cdn_collapse_wait *w = cdn_xcalloc(1, sizeof(*w));
+    atomic_init(&w->result, CDN_COLLAPSE_WAITING);
+    atomic_init(&w->refs, 2);
+    w->wake = wake;
+    w->arg = arg;
+    w->table = t;
+    w->entry = *pp;
+    w->next = (*pp)->waiters;
+    (*pp)->waiters = w;
+    pthread_mutex_unlock(&t->lock);
+    *wait = w;
+    return false;
+}
+
+unsigned cdn_collapse_finish(struct cdn_collapse *t, const void *key, size_t klen,
+                             enum cdn_collapse_result result)
+{
+    /* Waking under the lock means that once cdn_collapse_leave returned, no wake for that waiter can
+     * still be on its way (its worker may close the handle the wake callback signals). */
+    pthread_mutex_lock(&t->lock);
+    struct entry **pp = find(t, key, klen), *e = *pp;
+    CDN_ASSERT(e != NULL);
+    *pp = e->next;
+    unsigned n = 0;
+    for (struct cdn_collapse_wait *w = e->waiters, *next; w != NULL; w = next) {
+        next = w->next;
+        w->entry = NULL;
+        atomic_store(&w->result, (int)result);
+        w->wake(w->arg);
+        unref(w);
+        n++;
+    }
+    pthread_mutex_unlock(&t->lock);
+    free(e->key);
+    free(e);
+    return n;
+}
+
+enum cdn_collapse_result cdn_collapse_result(const struct cdn_collapse_wait *w)
+{
+    return (enum cdn_collapse_result)atomic_load(&w->result);
+}
+
+void cdn_collapse_leave(struct cdn_collapse_wait **wp)
+{
+    struct cdn_collapse_wait *w = *wp;
+    if (w == NULL)
+        return;
+    *wp = NULL;
+    pthread_mutex_lock(&w->table->lock);
+    if (w->entry != NULL) { /* still waiting: the leader must not wake us any more */
+        struct cdn_collapse_wait **pp = &w->entry->waiters;
+        while (*pp != w)
+            pp = &(*pp)->next;
+        *pp = w->next;
+        w->entry = NULL;
+        unref(w); /* the table's reference */
+    }
+    pthread_mutex_unlock(&w->table->lock);
+    unref(w);
+}

@@ -1,0 +1,42 @@
+/*
+ * collapse: collapsed forwarding across all workers. The first request that misses on a key becomes
+ * the leader and fetches it; concurrent requests for the same key wait for the leader's outcome
+ * instead of going upstream too. The table is process-wide (a mutex; held only for a hash lookup);
+ * waiters are woken on their own worker's loop through a callback the caller provides (typically a
+ * uv_async_send), so no session is ever touched by another thread.
+ */
+#ifndef CDN_COLLAPSE_H
+#define CDN_COLLAPSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum cdn_collapse_result {
+    CDN_COLLAPSE_WAITING = 0,
+    CDN_COLLAPSE_STORED, /* the leader stored the response: look the key up again */
+    CDN_COLLAPSE_GO,     /* the leader's response was not stored (or failed): fetch it yourself */
+};
+
+struct cdn_collapse;
+struct cdn_collapse_wait;
+
+typedef void cdn_collapse_wake_cb(void *arg);
+
+struct cdn_collapse *cdn_collapse_new(void);
+/* Every key must have been finished and every wait left. */
+void cdn_collapse_free(struct cdn_collapse **t);
+
+/* Joins key. Returns true when the caller is the leader (it must call cdn_collapse_finish once), or
+ * false with *wait set: the caller waits until wake(arg) was called (any thread) and
+ * cdn_collapse_result(*wait) is no longer WAITING, then calls cdn_collapse_leave. */
+bool cdn_collapse_join(struct cdn_collapse *t, const void *key, size_t klen, cdn_collapse_wake_cb *wake,
+                       void *arg, struct cdn_collapse_wait **wait);
+/* The leader's outcome: wakes every waiter of key with result (STORED or GO) and forgets the key.
+ * Returns the number of waiters woken. */
+unsigned cdn_collapse_finish(struct cdn_collapse *t, const void *key, size_t klen,
+                             enum cdn_collapse_result result);
+enum cdn_collapse_result cdn_collapse_result(const struct cdn_collapse_wait *wait);
+/* A waiter is done (woken, or gives up); NULLs *wait. Safe whether or not the leader finished. */
+void cdn_collapse_leave(struct cdn_collapse_wait **wait);
+
+#endif

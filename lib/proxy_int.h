@@ -1,0 +1,149 @@
+/*
+ * proxy_int: what lib/proxy.c (the request path) and lib/proxy_cache.c (the HTTP cache layer on it)
+ * share: the session and a few helpers. Not for other modules.
+ */
+#ifndef CDN_PROXY_INT_H
+#define CDN_PROXY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache/entry.h"
+#include "cache/policy.h"
+#include "cache/store.h"
+#include "lib/buf.h"
+#include "lib/collapse.h"
+#include "lib/conn.h"
+#include "lib/http1.h"
+#include "lib/server.h"
+
+/* Per-exchange cache state; zero means "the cache is not involved". */
+struct proxy_cache {
+    bool active;               /* GET/HEAD with a store: looked up, may be filled */
+    bool revalidating;         /* the upstream request carries our validators */
+    bool no_store;             /* the request said no-store */
+    const char *fwd;           /* Cache-Status fwd reason for a forwarded response */
+    struct cdn_buf key;        /* primary cache key */
+    struct cdn_buf req;        /* a copy of the request head, re-parsed when its headers are needed */
+    char *target;              /* the upstream path[?query] (after remap) */
+    struct cdn_buf validators; /* "If-None-Match: ..\r\n..." lines for the upstream request */
+    int64_t req_time;          /* when the request went upstream (RFC 9111 4.2.3 request_time) */
+    /* serving a stored body */
+    struct cache_hit *hit;
+    uint64_t off, end;
+    /* filling */
+    struct cache_fill *fill;
+    struct cdn_buf meta; /* provisional entry (body_size 0) encoded at response-head time */
+    uint64_t filled;
+    bool fill_paused; /* upstream reads stopped until the store's writer catches up */
+    /* collapsed forwarding */
+    bool leader;                    /* others may wait for this fetch: finish it exactly once */
+    struct cdn_collapse_wait *wait; /* waiting for a leader */
+    unsigned lookups;               /* lookups after the leader stored (its commit may lag) */
+    bool collapsed;                 /* served thanks to another request's fetch */
+};
+
+#define SESSION_MAGIC 0x73657373u
+
+#define PROXY_STATE_LIST(X)                           \
+    X(HANDSHAKE, "TLS handshaking")                   \
+    X(IDLE, "waiting for a request")                  \
+    X(HEAD, "reading the request head")               \
+    X(CONNECT, "connecting upstream")                 \
+    X(WAIT_RESP, "waiting for the upstream response") \
+    X(RESP_BODY, "sending the response body")         \
+    X(HIT_BODY, "sending a stored response")          \
+    X(COLLAPSED, "waiting for another request's fetch of the same object")
+
+enum sess_state {
+#define X(name, action) ST_##name,
+    PROXY_STATE_LIST(X)
+#undef X
+};
+
+struct cdn_session {
+    uint32_t magic;
+    struct cdn_worker *w;
+    const struct cdn_listener_rt *lis;
+    struct cdn_session *prev, *next;
+    struct cdn_conn *down, *up;
+    enum sess_state state;
+    uint64_t t_start;
+    bool client_eof;
+    size_t head_scanned; /* bytes of a partial head already known to hold no line end */
+
+    /* the request in flight (copied out of the input buffer) */
+    char *method, *host, *path;
+    int minor;
+    bool keep_alive, is_head;
+    enum cdn_http_body_kind req_kind;
+    uint64_t req_left;
+    struct cdn_http_chunked req_dec;
+    bool req_done;
+    struct cdn_buf up_head; /* request head, kept until the response head came (for a retry) */
+    char *up_name;          /* "host:port" of the upstream, for logs */
+    char *up_key;           /* pool key: "tls|host|port|name" */
+    const struct cdn_remap_rule *rule;
+    bool up_reused;    /* s->up came from the pool: the upstream may have closed it meanwhile */
+    bool up_keepalive; /* the response allows reusing the upstream conn */
+
+    struct proxy_cache pc; /* the cache's part of the exchange (proxy_cache.c) */
+
+    /* the response in flight */
+    int status;
+    enum cdn_http_body_kind resp_kind;
+    uint64_t resp_left;
+    struct cdn_http_chunked resp_dec;
+    bool resp_head_sent, resp_chunked_out, close_after;
+    uint64_t resp_bytes;
+};
+
+
+/* lib/proxy.c */
+const struct cdn_conf *proxy_conf(const struct cdn_session *s);
+const char *proxy_http_date(void);
+void proxy_append_str(struct cdn_buf *b, const char *p);
+void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h);
+void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
+                      const char *via);
+bool proxy_is_header(const struct cdn_http_header *h, const char *name);
+/* Connection/keep-alive trailer of a response head we build; sets s->close_after. */
+void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b);
+/* Answers with a locally generated status; returns true when the session was ended. */
+bool proxy_send_error(struct cdn_session *s, int status, bool keep);
+void proxy_session_abort(struct cdn_session *s);
+/* Gives s->up back to the pool (a bodiless, reusable response) or closes it; s->up becomes NULL. */
+void proxy_release_upstream(struct cdn_session *s);
+/* Sends the request upstream (builds the head from req, the remap rule and target). */
+void proxy_forward(struct cdn_session *s, const struct cdn_http_request *req, const char *target);
+/* The downstream response is complete: log it, then keep the connection for the next request or end it. */
+void proxy_exchange_done(struct cdn_session *s);
+
+/* lib/proxy_cache.c: each returns true when it answered the request itself (the session may be gone). */
+/* After remap: looks the request up; serves a usable stored response, or prepares a miss/revalidation. */
+bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *req, const char *head,
+                         size_t head_len, const char *target);
+/* A final response head arrived from upstream; handles 304 freshening and stale-if-error, else decides
+ * whether to fill and appends our Cache-Status member into *cache_status (the whole header line). */
+bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response *res,
+                          struct cdn_buf *cache_status);
+/* A connect or response failure before any response byte: serve stale if stale-if-error allows. */
+bool proxy_cache_upstream_error(struct cdn_session *s);
+/* Response body bytes (decoded) on their way down: tee them into the fill. */
+void proxy_cache_body(struct cdn_session *s, const char *p, size_t n);
+/* True while the fill asks the upstream to pause. */
+bool proxy_cache_fill_busy(struct cdn_session *s);
+/* The upstream response ended (complete or not). */
+void proxy_cache_response_done(struct cdn_session *s, bool complete);
+/* DRAIN while a stored body is being sent. */
+void proxy_cache_hit_continue(struct cdn_session *s);
+/* Releases hit and fill (aborting an unfinished fill). */
+void proxy_cache_reset(struct cdn_session *s);
+/* Worker hook: the store's writer drained a busy fill. */
+void proxy_cache_on_fill_drain(struct cdn_worker *w);
+/* Worker hook: a leader finished; wake this worker's waiting sessions. */
+void proxy_cache_on_collapse_wake(struct cdn_worker *w);
+/* The down conn's timer fired while waiting for a leader. */
+void proxy_cache_collapse_timeout(struct cdn_session *s);
+
+#endif
