@@ -198,6 +198,8 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
     if (c->closing || c->ending || n == 0)
         return;
     c->bytes_out += n;
+    if (c->sink)
+        return;
     if (c->ssl == NULL) {
         cdn_buf_append(&c->out, p, n);
     } else if (!c->tls_done || (c->corked && n < CORK_DIRECT)) {
@@ -242,6 +244,8 @@ size_t cdn_conn_pending(const struct cdn_conn *c)
 
 bool cdn_conn_congested(struct cdn_conn *c)
 {
+    if (c->sink)
+        return false;
     if (cdn_conn_pending(c) <= CDN_CONN_HIGH_WATER)
         return false;
     c->want_drain = 1;
@@ -515,7 +519,7 @@ void cdn_conn_end(struct cdn_conn *c)
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
     if (c->closing || c->ending)
         return;
-    if (!c->connected) {
+    if (!c->connected || c->sink) {
         cdn_conn_close(c);
         return;
     }
@@ -693,6 +697,14 @@ void cdn_conn_close_all(void)
 {
     for (struct cdn_conn *c = live_conns; c != NULL; c = c->next)
         cdn_conn_close(c);
+}
+
+struct cdn_conn *cdn_conn_sink(uv_loop_t *loop, cdn_conn_cb *cb, void *data)
+{
+    struct cdn_conn *c = conn_new(loop, NULL, 0, cb, data);
+    c->sink = 1;
+    snprintf(c->peer, sizeof(c->peer), "background");
+    return c;
 }
 
 const char *cdn_conn_tls_version(const struct cdn_conn *c)

@@ -46,7 +46,7 @@ struct cdn_conn {
     uv_getaddrinfo_t gai;
     unsigned open_handles;
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
-        want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1;
+        want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1;
     int deferred_err;
     SSL *ssl; /* NULL for plain TCP */
     BIO *rbio, *wbio;
@@ -94,6 +94,10 @@ void cdn_conn_read_stop(struct cdn_conn *c);
 void cdn_conn_set_timeout(struct cdn_conn *c, uint64_t ms);
 void cdn_conn_end(struct cdn_conn *c);
 void cdn_conn_close(struct cdn_conn *c);
+
+/* A conn with no socket that swallows what is written to it and never reads: the "client" of a
+ * background fetch (stale-while-revalidate), so the request path needs no special case. */
+struct cdn_conn *cdn_conn_sink(uv_loop_t *loop, cdn_conn_cb *cb, void *data);
 
 /* Closes every conn of the calling thread's loop (worker shutdown). */
 void cdn_conn_close_all(void);

@@ -850,6 +850,23 @@ void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_
     }
 }
 
+struct cdn_session *proxy_session_background(struct cdn_worker *w, const struct cdn_listener_rt *lis)
+{
+    struct cdn_session *s = cdn_xcalloc(1, sizeof(*s));
+    s->magic = SESSION_MAGIC;
+    s->w = w;
+    s->lis = lis;
+    cdn_buf_init(&s->up_head);
+    s->down = cdn_conn_sink(&w->loop, on_down, s);
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    s->t_start = cdn_now_ms();
+    s->state = ST_IDLE;
+    return s;
+}
+
 void cdn_proxy_shutdown(struct cdn_worker *w)
 {
     while (w->sessions != NULL)

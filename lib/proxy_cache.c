@@ -343,6 +343,38 @@ static void invalidate(struct cdn_session *s, const struct cdn_http_response *re
     }
 }
 
+/* stale-while-revalidate: a background session revalidates the stored response of s's key, unless
+ * a fetch of that key is already under way (the collapse table knows). */
+static void refresh_in_background(struct cdn_session *s, const struct stored *st)
+{
+    struct cdn_collapse_wait *wait;
+    if (!cdn_collapse_join(s->w->srv->collapse, cdn_buf_data(&s->pc.key), s->pc.key.len, wake_worker, s->w,
+                           &wait)) {
+        cdn_collapse_leave(&wait);
+        return;
+    }
+    struct cdn_session *b = proxy_session_background(s->w, s->lis);
+    b->method = cdn_xstrdup(s->method);
+    b->host = s->host != NULL ? cdn_xstrdup(s->host) : NULL;
+    b->path = cdn_xstrdup(s->path);
+    b->minor = 1;
+    b->keep_alive = false;
+    b->req_done = true;
+    b->rule = s->rule;
+    b->pc.active = true;
+    b->pc.leader = true;
+    b->pc.fwd = "stale";
+    cdn_buf_append(&b->pc.key, cdn_buf_data(&s->pc.key), s->pc.key.len);
+    cdn_buf_append(&b->pc.req, cdn_buf_data(&s->pc.req), s->pc.req.len);
+    b->pc.target = cdn_xstrdup(s->pc.target);
+    struct cdn_http_header v[2];
+    size_t nv = cache_policy_validators(&st->ri, v);
+    for (size_t i = 0; i < nv; i++)
+        proxy_append_header(&b->pc.validators, &v[i]);
+    b->pc.revalidating = nv > 0;
+    proxy_forward(b, request_again(b), b->pc.target);
+}
+
 bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *req, const char *head,
                          size_t head_len, const char *target)
 {
@@ -377,11 +409,18 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
         struct cache_decision d;
         enum cache_use use = cache_policy_decide(&srv->cache_policy, &st.ri, st.e.request_time,
                                                  st.e.response_time, &creq, (int64_t)time(NULL), &d);
+        if (cdn_log_enabled(CDN_LOG_DEBUG))
+            cdn_log(CDN_LOG_DEBUG, "cache: %.*s: %s (age %lld, lifetime %lld)", (int)s->pc.key.len,
+                    cdn_buf_data(&s->pc.key), d.why, (long long)d.age, (long long)d.lifetime);
         if (use == CACHE_USE_FRESH || use == CACHE_USE_STALE) {
             serve_stored(s, hit, &st, &d, NULL, 0);
             return true;
         }
-        /* STALE_REVALIDATE is revalidated in the foreground for now: correct, if not as fast */
+        if (use == CACHE_USE_STALE_REVALIDATE && get) { /* RFC 5861 3: stale now, fresh soon */
+            refresh_in_background(s, &st);
+            serve_stored(s, hit, &st, &d, NULL, 0);
+            return true;
+        }
         struct cdn_http_header v[2];
         size_t nv = cache_policy_validators(&st.ri, v);
         for (size_t i = 0; i < nv; i++)

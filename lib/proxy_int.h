@@ -114,6 +114,9 @@ bool proxy_send_error(struct cdn_session *s, int status, bool keep);
 void proxy_session_abort(struct cdn_session *s);
 /* Gives s->up back to the pool (a bodiless, reusable response) or closes it; s->up becomes NULL. */
 void proxy_release_upstream(struct cdn_session *s);
+/* A session whose "client" is a sink conn, for fetches nobody waits on (background revalidation).
+ * The caller fills in the request fields and calls proxy_forward. */
+struct cdn_session *proxy_session_background(struct cdn_worker *w, const struct cdn_listener_rt *lis);
 /* Sends the request upstream (builds the head from req, the remap rule and target). */
 void proxy_forward(struct cdn_session *s, const struct cdn_http_request *req, const char *target);
 /* The downstream response is complete: log it, then keep the connection for the next request or end it. */
