@@ -140,6 +140,8 @@ struct cache_fill {
     bool ended;
     cache_fill_drain_cb *cb;
     void *cb_data;
+    cache_fill_commit_cb *commit_cb; /* writer thread, once the commit was written or failed */
+    void *commit_data;
     uint64_t written_cost; /* writer only: accounted bytes of chunks written for this fill */
 };
 
@@ -601,6 +603,8 @@ static void op_done(struct cache_store *s, struct op *op)
         if (op->skipped) {
             set_used(s, s->used >= f->written_cost ? s->used - f->written_cost : 0);
             st_add(&s->st.fills_aborted, 1);
+            if (f->commit_cb != NULL)
+                f->commit_cb(f->commit_data, false);
             break;
         }
         if (op->old_found) {
@@ -614,6 +618,8 @@ static void op_done(struct cache_store *s, struct op *op)
         CDN_ASSERT(cache_evict_insert(s->ev, f->hkey, op->new_cost) == 0);
         atomic_fetch_add(&s->st.objects, 1);
         st_add(&s->st.fills_committed, 1);
+        if (f->commit_cb != NULL)
+            f->commit_cb(f->commit_data, true);
         break;
     case OP_ABORT:
         set_used(s, s->used >= f->written_cost ? s->used - f->written_cost : 0);
@@ -655,8 +661,11 @@ static void op_failed(struct cache_store *s, struct op *op, int rc)
                 mdb_txn_abort(txn);
         }
         set_used(s, s->used >= f->written_cost ? s->used - f->written_cost : 0);
-        if (op->kind == OP_COMMIT)
+        if (op->kind == OP_COMMIT) {
             st_add(&s->st.fills_aborted, 1);
+            if (f->commit_cb != NULL)
+                f->commit_cb(f->commit_data, false);
+        }
         break;
     }
     case OP_META:
@@ -1718,6 +1727,13 @@ int cache_store_fill_begin(struct cache_store *s, const void *key, size_t klen, 
     st_add(&s->st.fills_started, 1);
     *out = f;
     return 0;
+}
+
+void cache_fill_on_commit(struct cache_fill *f, cache_fill_commit_cb *cb, void *data)
+{
+    CDN_CHECK_OBJ(f, FILL_MAGIC);
+    f->commit_cb = cb;
+    f->commit_data = data;
 }
 
 void cache_fill_on_drain(struct cache_fill *f, cache_fill_drain_cb *cb, void *data)

@@ -211,6 +211,15 @@ typedef void cache_fill_drain_cb(struct cache_fill *fill, void *data);
 void cache_fill_on_drain(struct cache_fill *fill, cache_fill_drain_cb *cb, void *data);
 
 /*
+ * Commit notification: when cache_fill_commit returned 0, cb(data, stored) runs exactly once on the
+ * writer thread after the commit was written (stored true: the object is now visible to lookups) or
+ * failed (stored false). Same rules as the drain callback: quick, no cache_* calls, only signal. Set it
+ * before cache_fill_commit; not called when the fill is aborted or commit returns an error.
+ */
+typedef void cache_fill_commit_cb(void *data, bool stored);
+void cache_fill_on_commit(struct cache_fill *fill, cache_fill_commit_cb *cb, void *data);
+
+/*
  * Ends the fill successfully: queues its last chunk and meta[0..mlen) (copied) to the writer, which
  * makes the object visible atomically. Frees the caller's handle and NULLs *fill in all cases.
  * Returns 0 when queued (the write itself can still fail later: see write_errors), or the fill's

@@ -229,6 +229,20 @@ static void lead_done(struct cdn_session *s, enum cdn_collapse_result result)
     cdn_collapse_finish(s->w->srv->collapse, cdn_buf_data(&s->pc.key), s->pc.key.len, result);
 }
 
+/* A leader's fill was handed to the store; the store's writer finishes the collapse entry. */
+struct lead_note {
+    struct cdn_collapse *table;
+    size_t klen;
+    char key[];
+};
+
+static void on_leader_commit(void *data, bool stored)
+{
+    struct lead_note *note = data; /* writer thread: the collapse table is thread-safe */
+    cdn_collapse_finish(note->table, note->key, note->klen, stored ? CDN_COLLAPSE_STORED : CDN_COLLAPSE_GO);
+    free(note);
+}
+
 static void wake_worker(void *arg)
 {
     struct cdn_worker *w = arg; /* any thread: only signal the worker's loop */
@@ -703,6 +717,14 @@ void proxy_cache_response_done(struct cdn_session *s, bool complete)
         e.body_size = s->pc.filled;
         rc = cache_entry_encode(&e, &meta);
     }
+    struct lead_note *note = NULL;
+    if (rc >= 0 && s->pc.leader) { /* the waiters learn of it once lookups can see it */
+        note = cdn_xmalloc(sizeof(*note) + s->pc.key.len);
+        note->table = s->w->srv->collapse;
+        note->klen = s->pc.key.len;
+        memcpy(note->key, cdn_buf_data(&s->pc.key), s->pc.key.len);
+        cache_fill_on_commit(s->pc.fill, on_leader_commit, note);
+    }
     if (rc >= 0)
         rc = cache_fill_commit(&s->pc.fill, cdn_buf_data(&meta), meta.len);
     else
@@ -712,7 +734,11 @@ void proxy_cache_response_done(struct cdn_session *s, bool complete)
                 cache_store_strerror(rc));
     cdn_buf_dispose(&meta);
     cdn_buf_dispose(&s->pc.meta);
-    lead_done(s, rc >= 0 ? CDN_COLLAPSE_STORED : CDN_COLLAPSE_GO);
+    if (rc >= 0 && note != NULL)
+        s->pc.leader = false; /* on_leader_commit finishes it */
+    else
+        free(note);
+    lead_done(s, CDN_COLLAPSE_GO);
 }
 
 void proxy_cache_reset(struct cdn_session *s)
