@@ -98,7 +98,8 @@ e2e: deps build/san/cdn-node build/origin
 # Dependencies point downward only (docs/ARCHITECTURE.md); parsers stay free of I/O.
 layering:
 	@! grep -nE '#include "(roles|cmd)/' lib/*.[ch] cache/*.[ch] 2>/dev/null || { echo "layering: lib/ or cache/ includes roles/ or cmd/"; exit 1; }
-	@! grep -nE '#include [<"](uv\.h|openssl/)' lib/http1.c lib/remap.c 2>/dev/null || { echo "layering: a pure parser includes I/O headers"; exit 1; }
+	@! grep -nE '#include [<"](uv\.h|openssl/)' lib/http1.c lib/remap.c cache/policy.c cache/entry.c cache/key.c 2>/dev/null || { echo "layering: a pure module includes I/O headers"; exit 1; }
+	@! grep -nE '#include "lib/(proxy|server|conn|pool|admin)' cache/*.[ch] 2>/dev/null || { echo "layering: cache/ uses the request path"; exit 1; }
 	@echo "layering: ok"
 
 check: all asan layering format-check unit fuzz-replay e2e
