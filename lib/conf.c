@@ -212,6 +212,17 @@ static const struct conf_cmd cache_cmds[] = {
     {0}};
 #undef CA
 
+#define AD(f) offsetof(struct cdn_conf_admin, f)
+static const struct conf_cmd admin_cmds[] = {
+    {.key = "address",
+     .type = CT_STR,
+     .offset = AD(address),
+     .check = check_ip,
+     .what = "an IPv4 or IPv6 address literal (no brackets, no host name)"},
+    {.key = "port", .type = CT_INT, .offset = AD(port), .flags = CMD_REQUIRED, .min = 0, .max = 65535},
+    {0}};
+#undef AD
+
 static const struct conf_cmd top_cmds[] = {
     {.key = "role",
      .type = CT_CUSTOM,
@@ -245,6 +256,12 @@ static const struct conf_cmd top_cmds[] = {
     {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
     {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
     {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
+    {.key = "admin",
+     .type = CT_MAP,
+     .offset = C(admin),
+     .sub = admin_cmds,
+     .flags = CMD_POS,
+     .pos_offset = C(admin.pos)},
     {.key = "cache",
      .type = CT_MAP,
      .offset = C(cache),
@@ -1153,6 +1170,7 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->timeouts.upstream_connect_ms = 5000;
     conf->timeouts.upstream_response_ms = 30000;
     conf->timeouts.upstream_idle_ms = 30000;
+    conf->admin.port = -1;
     conf->cache.size = 1ull << 30;
     conf->cache.max_object_size = 64ull << 20;
     conf->limits.max_header_size = 32 * 1024;
@@ -1197,6 +1215,7 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(conf->remap[i].to);
     }
     free(conf->remap);
+    free(conf->admin.address);
     free(conf->cache.path);
     free(conf->cache.name);
     for (size_t i = 0; i < conf->cache.nignore_params; i++)

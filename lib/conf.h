@@ -71,6 +71,12 @@ struct cdn_conf_log {
     int level;    /* enum cdn_log_level; default info */
 };
 
+struct cdn_conf_admin {
+    char *address; /* NULL = no admin listener; else an IP literal (default 127.0.0.1 when port is set) */
+    int port;      /* -1 = no admin listener; 0 = pick a free port (written to --ports-file as "admin") */
+    struct cdn_conf_pos pos;
+};
+
 struct cdn_conf_cache {
     char *path;               /* LMDB store directory; NULL = no cache on this node */
     uint64_t size;            /* store size in bytes; default 1GiB */
@@ -96,6 +102,7 @@ struct cdn_conf {
     struct cdn_conf_limits limits;
     struct cdn_conf_log log;
     struct cdn_conf_cache cache;
+    struct cdn_conf_admin admin;
     char *via; /* pseudonym in Via headers; default "cdn-node" */
 };
 

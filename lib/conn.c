@@ -367,6 +367,8 @@ static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
             int e = SSL_get_error(c->ssl, rc);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return;
+            c->tls_verify = SSL_get_verify_result(c->ssl);
+            c->tls_errcode = ERR_peek_error();
             cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
             emit(c, CDN_CONN_EV_ERROR,
                  c->is_client && SSL_get_verify_result(c->ssl) != X509_V_OK ? CDN_EVERIFY : CDN_ETLS);

@@ -59,9 +59,11 @@ struct cdn_conn {
     cdn_conn_cb *cb;
     void *data;
     uint64_t id;
-    char peer[64];      /* "ip:port" */
-    char err[256];      /* last TLS/connect failure, for logs */
-    char *connect_host; /* client: what was resolved */
+    char peer[64];             /* "ip:port" */
+    char err[256];             /* last TLS/connect failure, for logs */
+    long tls_verify;           /* handshake failure: SSL_get_verify_result */
+    unsigned long tls_errcode; /* handshake failure: first OpenSSL error */
+    char *connect_host;        /* client: what was resolved */
     uint16_t connect_port;
     uint64_t bytes_in, bytes_out; /* plaintext */
     struct cdn_conn *prev, *next; /* this thread's live conns */

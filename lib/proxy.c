@@ -86,6 +86,8 @@ static void reset_request(struct cdn_session *s)
 
 static void session_free(struct cdn_session *s)
 {
+    if (s->counted)
+        cdn_stats_dec(&s->w->stats, CDN_STAT_connections_active);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -116,8 +118,24 @@ static void session_end(struct cdn_session *s)
     session_free(s);
 }
 
+void proxy_count_n(struct cdn_session *s, enum cdn_stat id, uint64_t n)
+{
+    if (!s->down->sink) /* background fetches are nobody's request */
+        cdn_stats_add(&s->w->stats, id, n);
+}
+
+void proxy_count(struct cdn_session *s, enum cdn_stat id)
+{
+    proxy_count_n(s, id, 1);
+}
+
 static void log_access(struct cdn_session *s)
 {
+    if (!s->down->sink) {
+        cdn_stats_response(&s->w->stats, s->status);
+        cdn_stats_observe(&s->w->stats, CDN_STAT_request_duration_seconds,
+                          (cdn_now_ms() - s->t_start) * 1000);
+    }
     if (!cdn_log_access_enabled())
         return;
     const char *tlsv = cdn_conn_tls_version(s->down);
@@ -242,6 +260,8 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
 static void send_upstream_request(struct cdn_session *s)
 {
     s->pc.req_time = (int64_t)time(NULL);
+    s->t_upstream = cdn_now_ms();
+    proxy_count(s, CDN_STAT_upstream_requests);
     cdn_conn_write(s->up, cdn_buf_data(&s->up_head), s->up_head.len);
     s->state = ST_WAIT_RESP;
     cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_response_ms);
@@ -279,10 +299,12 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
+        proxy_count(s, CDN_STAT_upstream_conns_reused);
         s->up->cb = on_up;
         s->up->data = s;
         send_upstream_request(s);
     } else {
+        proxy_count(s, CDN_STAT_upstream_conns_opened);
         s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
                                  uc->verify, in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
@@ -293,6 +315,7 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
 
 static void handle_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)
 {
+    proxy_count(s, CDN_STAT_requests);
     s->method = cdn_xstrndup(req->method, req->method_len);
     s->host = req->host != NULL ? cdn_xstrndup(req->host, req->host_len) : NULL;
     s->path = cdn_xstrndup(req->path, req->path_len);
@@ -549,7 +572,7 @@ void proxy_release_upstream(struct cdn_session *s)
     s->up = NULL;
 }
 
-static void upstream_failed(struct cdn_session *s, int status, const char *why)
+static void upstream_failed(struct cdn_session *s, int status, enum cdn_stat kind, const char *why)
 {
     /* A pooled conn the upstream closed while we reused it: nothing of the response came and the
      * request had no body, so sending it again on a new connection is safe (RFC 9112 9.3.1). */
@@ -562,6 +585,7 @@ static void upstream_failed(struct cdn_session *s, int status, const char *why)
         start_upstream(s, false);
         return;
     }
+    proxy_count(s, kind);
     cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream %s: %s while %s", (unsigned long long)s->down->id,
             s->down->peer, s->up_name != NULL ? s->up_name : "-", why, state_action[s->state]);
     if (s->up != NULL) {
@@ -587,11 +611,11 @@ static void read_response_head(struct cdn_session *s)
         if (rc == CDN_HTTP_EAGAIN)
             return;
         if (rc < 0) {
-            upstream_failed(s, 502, "malformed response head");
+            upstream_failed(s, 502, CDN_STAT_upstream_errors_protocol, "malformed response head");
             return;
         }
         if (res.status == 101) {
-            upstream_failed(s, 502, "unexpected 101 Switching Protocols");
+            upstream_failed(s, 502, CDN_STAT_upstream_errors_protocol, "unexpected 101 Switching Protocols");
             return;
         }
         if (res.status < 200) { /* interim: 100-continue was answered by us already */
@@ -599,6 +623,9 @@ static void read_response_head(struct cdn_session *s)
             continue;
         }
         s->status = res.status;
+        if (!s->down->sink)
+            cdn_stats_observe(&s->w->stats, CDN_STAT_upstream_response_seconds,
+                              (cdn_now_ms() - s->t_upstream) * 1000);
         s->up_keepalive = res.keep_alive;
         cdn_buf_dispose(&s->up_head);
         s->resp_kind = res.body_kind;
@@ -633,6 +660,7 @@ static void read_response_head(struct cdn_session *s)
 static void send_body(struct cdn_session *s, const char *p, size_t n)
 {
     proxy_cache_body(s, p, n);
+    proxy_count_n(s, CDN_STAT_bytes_from_upstream, n);
     if (s->resp_chunked_out)
         write_chunk(s->down, p, n);
     else
@@ -683,7 +711,7 @@ static void pump_response_body(struct cdn_session *s)
         if (rc == CDN_HTTP_EAGAIN)
             break;
         if (rc < 0) {
-            upstream_failed(s, 502, "malformed chunked body");
+            upstream_failed(s, 502, CDN_STAT_upstream_errors_protocol, "malformed chunked body");
             return;
         }
     }
@@ -716,18 +744,33 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             finish_response(s, false);
             return;
         }
-        upstream_failed(s, 502,
+        upstream_failed(s, 502, CDN_STAT_upstream_errors_protocol,
                         s->state == ST_RESP_BODY ? "closed before the end of the body"
                                                  : "closed before sending a response");
         return;
     case CDN_CONN_EV_ERROR:
         snprintf(why, sizeof(why), "%s", c->err[0] != '\0' ? c->err : cdn_strerror(status));
-        upstream_failed(s, 502, why);
+        upstream_failed(s, 502,
+                        status == CDN_ETLS || status == CDN_EVERIFY ? CDN_STAT_upstream_errors_tls
+                        : s->state == ST_CONNECT                    ? CDN_STAT_upstream_errors_connect
+                                                                    : CDN_STAT_upstream_errors_protocol,
+                        why);
         return;
     case CDN_CONN_EV_TIMEOUT:
-        upstream_failed(s, 504, s->state == ST_CONNECT ? "connect timed out" : "timed out");
+        upstream_failed(s, 504, CDN_STAT_upstream_errors_timeout,
+                        s->state == ST_CONNECT ? "connect timed out" : "timed out");
         return;
     }
+}
+
+static void count_tls_failure(struct cdn_session *s, enum cdn_stat id)
+{
+    cdn_stats_inc(&s->w->stats, id);
+    bool cert = id == CDN_STAT_tls_failed_no_certificate || id == CDN_STAT_tls_failed_unknown_ca ||
+                id == CDN_STAT_tls_failed_expired || id == CDN_STAT_tls_failed_not_yet_valid ||
+                id == CDN_STAT_tls_failed_revoked || id == CDN_STAT_tls_failed_bad_eku;
+    if (cert && s->lis->client_auth != CDN_CLIENT_AUTH_NONE)
+        cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_refused);
 }
 
 static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
@@ -737,6 +780,9 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
+        cdn_stats_inc(&s->w->stats, CDN_STAT_tls_handshakes);
+        if (s->lis->client_auth != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
+            cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
         return;
     case CDN_CONN_EV_READ:
@@ -765,6 +811,8 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         return;
     case CDN_CONN_EV_ERROR:
         if (s->state == ST_HANDSHAKE)
+            count_tls_failure(s, cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false));
+        if (s->state == ST_HANDSHAKE)
             cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s client_auth=%s: TLS handshake failed: %s",
                     (unsigned long long)c->id, c->peer, cdn_conn_sni(c) != NULL ? cdn_conn_sni(c) : "-",
                     cdn_conf_client_auth_name(s->lis->client_auth), c->err);
@@ -777,6 +825,8 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             proxy_session_abort(s);
         return;
     case CDN_CONN_EV_TIMEOUT:
+        if (s->state == ST_HANDSHAKE)
+            count_tls_failure(s, CDN_STAT_tls_failed_timeout);
         if (s->state == ST_COLLAPSED) {
             proxy_cache_collapse_timeout(s);
         } else if (s->state == ST_HEAD) {
@@ -841,6 +891,9 @@ void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_
         w->sessions->prev = s;
     w->sessions = s;
     s->t_start = cdn_now_ms();
+    cdn_stats_inc(&w->stats, CDN_STAT_connections);
+    cdn_stats_inc(&w->stats, CDN_STAT_connections_active);
+    s->counted = true;
     if (l->ctx != NULL) {
         s->state = ST_HANDSHAKE;
         cdn_conn_set_timeout(s->down, w->srv->conf->timeouts.handshake_ms);

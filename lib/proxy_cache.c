@@ -119,6 +119,7 @@ void proxy_cache_hit_continue(struct cdn_session *s)
         cdn_conn_write(d, p, len);
         s->pc.off += len;
         s->resp_bytes += len;
+        proxy_count_n(s, CDN_STAT_bytes_from_cache, len);
     }
     cdn_conn_set_timeout(d, 0);
     hit_done(s);
@@ -132,6 +133,10 @@ static void serve_stored(struct cdn_session *s, struct cache_hit *hit, struct st
 {
     const struct cdn_http_request *req = request_again(s);
     uint64_t size = st->e.body_size, first = 0, last = size == 0 ? 0 : size - 1;
+    proxy_count(s, fwd != NULL ? (fwd_status == 304 ? CDN_STAT_cache_revalidated : CDN_STAT_cache_hit_stale)
+                   : s->pc.collapsed ? CDN_STAT_cache_collapsed
+                   : d->ttl > 0      ? CDN_STAT_cache_hit_fresh
+                                     : CDN_STAT_cache_hit_stale);
     int status = st->e.status;
     enum cache_range range = CACHE_RANGE_NONE;
     if (cache_policy_not_modified(req->method, req->method_len, req->headers, req->num_headers, &st->ri,
@@ -540,6 +545,7 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
             invalidate(s, res); /* RFC 9111 4.4 */
         struct cache_status cs = {.cache = srv->cache_name, .fwd = s->pc.fwd, .fwd_status = res->status};
         cache_status_member(s, &cs, res->headers, res->num_headers, cs_line);
+        proxy_count(s, CDN_STAT_cache_uncacheable);
         return false;
     }
     int64_t now = (int64_t)time(NULL);
@@ -614,6 +620,7 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     bool store = is_method(s->method, "GET") && !s->pc.no_store && res->status != 304 && res->status != 206 &&
                  !cookie && cache_policy_is_storable(s->method, strlen(s->method), &creq, &ri, &why) &&
                  !ri.vary_unmatchable && storable_size(s, res) && start_fill(s, req, res, &ri);
+    proxy_count(s, store ? CDN_STAT_cache_miss : CDN_STAT_cache_uncacheable);
     if (!store)
         lead_done(s, CDN_COLLAPSE_GO); /* the waiters fetch it themselves */
     struct cache_status cs = {.cache = srv->cache_name,

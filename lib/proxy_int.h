@@ -16,6 +16,7 @@
 #include "lib/conn.h"
 #include "lib/http1.h"
 #include "lib/server.h"
+#include "lib/stats.h"
 
 /* Per-exchange cache state; zero means "the cache is not involved". */
 struct proxy_cache {
@@ -70,6 +71,8 @@ struct cdn_session {
     enum sess_state state;
     uint64_t t_start;
     bool client_eof;
+    bool counted;        /* in connections_active */
+    uint64_t t_upstream; /* when the request went upstream (ms), for the latency histogram */
     size_t head_scanned; /* bytes of a partial head already known to hold no line end */
 
     /* the request in flight (copied out of the input buffer) */
@@ -109,6 +112,9 @@ void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t
 bool proxy_is_header(const struct cdn_http_header *h, const char *name);
 /* Connection/keep-alive trailer of a response head we build; sets s->close_after. */
 void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b);
+/* The worker's counters; background fetches are not counted. */
+void proxy_count(struct cdn_session *s, enum cdn_stat id);
+void proxy_count_n(struct cdn_session *s, enum cdn_stat id, uint64_t n);
 /* Answers with a locally generated status; returns true when the session was ended. */
 bool proxy_send_error(struct cdn_session *s, int status, bool keep);
 void proxy_session_abort(struct cdn_session *s);

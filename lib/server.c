@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -97,6 +99,10 @@ static int bind_listener(struct cdn_server *s, size_t li, char **err)
     return 0;
 }
 
+static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_extra *extra);
+static bool admin_ready(void *ctx);
+static int admin_purge(void *ctx, const char *url, size_t len);
+
 static bool remap_needs_tls(const struct cdn_remap *r)
 {
     for (size_t i = 0; i < r->nrules; i++) {
@@ -117,7 +123,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
     s->limits.max_headers = conf->limits.max_headers;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = conf->workers != 0 ? conf->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
-    s->nlisteners = conf->nlisteners;
+    s->nlisteners = conf->nlisteners + (conf->admin.port >= 0 ? 1 : 0);
     s->listeners = cdn_xcalloc(s->nlisteners, sizeof(*s->listeners));
     s->fds = cdn_xcalloc((size_t)s->nworkers * s->nlisteners, sizeof(int));
     for (size_t i = 0; i < (size_t)s->nworkers * s->nlisteners; i++)
@@ -128,11 +134,26 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
     s->cache_key_rules.ignore_params = conf->cache.ignore_params;
     s->cache_key_rules.nignore_params = conf->cache.nignore_params;
     s->collapse = cdn_collapse_new();
+    s->admin_ops = (struct cdn_admin_ops){.ctx = s,
+                                          .role = policy->role_name,
+                                          .collect = admin_collect,
+                                          .ready = admin_ready,
+                                          .purge = conf->cache.path != NULL ? admin_purge : NULL};
     s->cache_name = conf->cache.name != NULL ? cdn_xstrdup(conf->cache.name)
                                              : cdn_xasprintf("cdn-node-%s", policy->role_name);
     if (cdn_remap_new(conf, &s->remap, err) != 0)
         return -1;
-    for (size_t i = 0; i < s->nlisteners; i++) {
+    if (conf->admin.port >= 0) { /* the last listener; plain, never reachable through remap */
+        struct cdn_listener_rt *l = &s->listeners[s->nlisteners - 1];
+        s->admin_conf.name = (char *)"admin";
+        s->admin_conf.address = conf->admin.address != NULL ? conf->admin.address : (char *)"127.0.0.1";
+        s->admin_conf.port = conf->admin.port;
+        s->admin_conf.pos = conf->admin.pos;
+        l->conf = &s->admin_conf;
+        l->admin = true;
+        l->client_auth = CDN_CLIENT_AUTH_NONE;
+    }
+    for (size_t i = 0; i < conf->nlisteners; i++) {
         struct cdn_listener_rt *l = &s->listeners[i];
         const struct cdn_conf_listener *lc = &conf->listeners[i];
         l->conf = lc;
@@ -167,6 +188,86 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         }
     }
     return 0;
+}
+
+/* ---- admin callbacks: they run on the worker serving the admin request ---- */
+
+static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_extra *extra)
+{
+    struct cdn_server *s = ctx;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        cdn_stats_accumulate(sum, &s->workers[i].stats);
+    cdn_stats_set(sum, CDN_STAT_start_time_seconds, (uint64_t)s->start_time);
+    if (s->store != NULL) {
+        struct cache_store_stats st;
+        cache_store_stats(s->store, &st);
+        cdn_stats_set(sum, CDN_STAT_cache_objects, st.objects);
+        cdn_stats_set(sum, CDN_STAT_cache_bytes, st.bytes);
+        cdn_stats_set(sum, CDN_STAT_cache_capacity_bytes, st.map_size);
+        cdn_stats_set(sum, CDN_STAT_cache_evictions, st.evictions);
+        cdn_stats_set(sum, CDN_STAT_cache_store_errors, st.write_errors + st.read_errors);
+    }
+    extra->now = (int64_t)time(NULL);
+}
+
+static bool admin_ready(void *ctx)
+{
+    struct cdn_server *s = ctx;
+    return atomic_load(&s->ready);
+}
+
+/* PURGE of a public URL (mapped through remap to its cache key) or of a cache key URL itself. */
+static int admin_purge(void *ctx, const char *url, size_t len)
+{
+    struct cdn_server *s = ctx;
+    bool tls;
+    size_t skip;
+    if (len > 8 && strncasecmp(url, "https://", 8) == 0) {
+        tls = true;
+        skip = 8;
+    } else if (len > 7 && strncasecmp(url, "http://", 7) == 0) {
+        tls = false;
+        skip = 7;
+    } else {
+        return CDN_EINVAL;
+    }
+    const char *host = url + skip, *slash = memchr(host, '/', len - skip);
+    size_t host_len = slash != NULL ? (size_t)(slash - host) : len - skip;
+    const char *path = slash != NULL ? slash : "/";
+    size_t path_len = slash != NULL ? len - (size_t)(slash - url) : 1;
+    struct cdn_buf key;
+    cdn_buf_init(&key);
+    const struct cdn_remap_rule *r = cdn_remap_lookup(s->remap, tls, host, host_len, path, path_len);
+    if (r != NULL) {
+        char *target = cdn_remap_target_path(r, path, path_len);
+        cache_key_build(&key, r->to.tls, r->to.host, r->to.port, target, strlen(target), &s->cache_key_rules);
+        free(target);
+    } else {
+        /* not a public URL of ours: take it as a cache key (an upstream URL) */
+        char *h = cdn_xstrndup(host, host_len), *colon = strrchr(h, ':');
+        unsigned port = tls ? 443 : 80;
+        if (colon != NULL && strchr(colon, ']') == NULL) {
+            *colon = '\0';
+            port = (unsigned)atoi(colon + 1);
+        }
+        char *bare = h;
+        if (bare[0] == '[') {
+            bare++;
+            bare[strcspn(bare, "]")] = '\0';
+        }
+        cache_key_build(&key, tls, bare, (uint16_t)port, path, path_len, &s->cache_key_rules);
+        free(h);
+    }
+    struct cache_hit *hit = NULL;
+    int rc = cache_store_lookup(s->store, cdn_buf_data(&key), key.len, &hit);
+    int removed = rc == 0 && hit != NULL ? 1 : 0;
+    cache_hit_release(&hit);
+    if (removed)
+        cache_store_remove(s->store, cdn_buf_data(&key), key.len);
+    cdn_log(CDN_LOG_INFO, "admin: purge %.*s -> %.*s: %s", (int)len, url, (int)key.len, cdn_buf_data(&key),
+            removed ? "removed" : "not cached");
+    cdn_buf_dispose(&key);
+    return removed;
 }
 
 int cdn_server_open_cache(struct cdn_server *s, char **err)
@@ -213,7 +314,10 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     size_t li = (size_t)((uv_tcp_t *)listener - w->listeners);
-    cdn_proxy_accept(w, &w->srv->listeners[li], listener);
+    if (w->srv->listeners[li].admin)
+        cdn_admin_accept(listener, NULL, &w->srv->admin_ops);
+    else
+        cdn_proxy_accept(w, &w->srv->listeners[li], listener);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -241,6 +345,7 @@ static void on_stop(uv_async_t *a)
     w->stopping = true;
     for (size_t i = 0; i < w->srv->nlisteners; i++)
         uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
+    cdn_admin_close_all(); /* admin conns have no other owner to close them */
     cdn_proxy_shutdown(w);
     uv_close((uv_handle_t *)&w->stop, NULL);
     uv_close((uv_handle_t *)&w->fill_async, NULL);
@@ -318,9 +423,12 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         uv_async_init(&w->loop, &w->collapse_async, on_collapse_async);
         w->collapse_async.data = w;
         w->listeners = cdn_xcalloc(s->nlisteners, sizeof(uv_tcp_t));
+        cdn_stats_init(&w->stats);
         w->pool = cdn_pool_new();
         CDN_ASSERT(uv_thread_create(&w->thread, worker_main, w) == 0);
     }
+    s->start_time = (int64_t)time(NULL);
+    atomic_store(&s->ready, true);
     if (ports_file != NULL)
         write_ports_file(s, ports_file);
     for (size_t i = 0; i < s->nlisteners; i++)
@@ -333,6 +441,7 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
 
     uv_run(&main_loop, UV_RUN_DEFAULT);
 
+    atomic_store(&s->ready, false);
     for (unsigned i = 0; i < s->nworkers; i++)
         uv_async_send(&s->workers[i].stop);
     for (unsigned i = 0; i < s->nworkers; i++) {

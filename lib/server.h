@@ -6,6 +6,7 @@
 #ifndef CDN_SERVER_H
 #define CDN_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,6 +16,7 @@
 #include "cache/key.h"
 #include "cache/policy.h"
 #include "cache/store.h"
+#include "lib/admin.h"
 #include "lib/conf.h"
 #include "lib/http1.h"
 #include "lib/remap.h"
@@ -32,6 +34,7 @@ struct cdn_listener_rt {
     SSL_CTX *ctx;    /* NULL = plain HTTP */
     int client_auth; /* effective level */
     int port;        /* the port actually bound */
+    bool admin;      /* the admin listener (lib/admin.c), not the request path */
 };
 
 struct cdn_session;
@@ -50,6 +53,7 @@ struct cdn_worker {
     struct cdn_pool *pool;        /* idle keep-alive upstream conns */
     uv_async_t fill_async;        /* the store's writer drained a busy fill of this worker */
     uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
+    struct cdn_stats stats;       /* this worker's counters: written by its thread only */
     bool stopping;
 };
 
@@ -71,6 +75,11 @@ struct cdn_server {
     struct cache_key_rules cache_key_rules;
     char *cache_name;              /* Cache-Status member name */
     struct cdn_collapse *collapse; /* in-flight fetches, for collapsed forwarding */
+    /* the admin listener */
+    struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */
+    struct cdn_admin_ops admin_ops;
+    _Atomic bool ready; /* listeners up and not stopping (/readyz) */
+    int64_t start_time;
 };
 
 /* Builds everything that can fail before serving except sockets: TLS contexts (each error names

@@ -15,5 +15,7 @@ Suite *suite_entry(void);
 Suite *suite_store(void);
 Suite *suite_evict(void);
 Suite *suite_key(void);
+Suite *suite_stats(void);
+Suite *suite_admin(void);
 
 #endif
