@@ -38,7 +38,7 @@ rm -f "$run/origin.ports" "$run/regional.ports" "$run/edge.ports"
 # Say which port is taken before starting anything (ss is in iproute2; skip the check without it).
 if command -v ss >/dev/null 2>&1; then
     busy=""
-    for p in 8080:origin 9443:regional 8443:edge; do
+    for p in 8080:origin 9443:regional 8443:edge 9901:edge-admin 9902:regional-admin; do
         if [ -n "$(ss -Hltn "sport = :${p%%:*}" 2>/dev/null)" ]; then
             busy="$busy ${p%%:*} (${p#*:})"
         fi
@@ -146,6 +146,10 @@ Logs: $run/{origin,regional,edge}.err, requests seen by the origin: $run/origin.
 
 3) The same with the edge's client certificate; shows "origin: /hello" (HTTP 200):
    curl --cacert $pki/ca.crt --cert $pki/edge-client.crt --key $pki/edge-client.key https://localhost:9443/hello
+
+Both tiers cache: send 1) twice with a cacheable object and look at Cache-Status, e.g.
+   curl -s -o /dev/null -D - --cacert $pki/ca.crt 'https://localhost:8443/hello?hdr=Cache-Control:max-age%3D60' | grep -i cache-status
+Counters: curl http://127.0.0.1:9901/stats (edge), http://127.0.0.1:9902/metrics (regional, Prometheus).
 
 Ctrl-C stops all three.
 EOF
