@@ -15,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "lib/conn.h"
 #include "lib/http1.h"
 #include "lib/log.h"
@@ -215,6 +218,29 @@ void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h)
     proxy_append_str(b, "\r\n");
 }
 
+/* RFC 9440: the certificate the client was verified with, as an sf-binary, for the upstream to know
+ * which edge asked. Only after a successful verification; never on a plain or anonymous connection. */
+static void append_client_cert(struct cdn_session *s, struct cdn_buf *b)
+{
+    SSL *ssl = s->down->ssl;
+    if (ssl == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+        return;
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    if (cert == NULL)
+        return;
+    unsigned char *der = NULL;
+    int n = i2d_X509(cert, &der);
+    if (n <= 0)
+        return;
+    char *b64 = cdn_xmalloc(4 * (((size_t)n + 2) / 3) + 1);
+    int k = EVP_EncodeBlock((unsigned char *)b64, der, n);
+    proxy_append_str(b, "Client-Cert: :");
+    cdn_buf_append(b, b64, (size_t)k);
+    proxy_append_str(b, ":\r\n");
+    free(b64);
+    OPENSSL_free(der);
+}
+
 static void build_upstream_head(struct cdn_session *s, const struct cdn_http_request *req,
                                 const struct cdn_remap_rule *rule, const char *target)
 {
@@ -240,12 +266,16 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
         if (h->hop_by_hop || proxy_is_header(h, "host") || proxy_is_header(h, "content-length") ||
             proxy_is_header(h, "expect") || proxy_is_header(h, "via"))
             continue;
+        /* identity headers are ours to set: whatever a client sends is a spoof (RFC 9440 4) */
+        if (proxy_is_header(h, "client-cert") || proxy_is_header(h, "client-cert-chain"))
+            continue;
         if (s->pc.validators.len > 0 &&
             (proxy_is_header(h, "if-none-match") || proxy_is_header(h, "if-modified-since")))
             continue; /* replaced by the stored response's validators */
         proxy_append_header(b, h);
     }
     proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
+    append_client_cert(s, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
         cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
     if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
