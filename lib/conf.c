@@ -113,6 +113,10 @@ static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NO
                                                      {"require", CDN_CLIENT_AUTH_REQUIRE},
                                                      {0}};
 
+static const struct conf_enum crl_check_enums[] = {{"leaf", CDN_CRL_LEAF}, {"chain", CDN_CRL_CHAIN}, {0}};
+static const struct conf_enum crl_expired_enums[] = {
+    {"reject", CDN_CRL_EXPIRED_REJECT}, {"warn", CDN_CRL_EXPIRED_WARN}, {0}};
+
 static const struct conf_enum log_level_enums[] = {
     {"error", CDN_LOG_ERROR}, {"warn", CDN_LOG_WARN}, {"info", CDN_LOG_INFO}, {"debug", CDN_LOG_DEBUG}, {0}};
 
@@ -140,6 +144,11 @@ static const struct conf_cmd listener_cmds[] = {
      .flags = CMD_POS,
      .pos_offset = L(client_auth_pos)},
     {.key = "ca_file", .type = CT_PATH, .offset = L(ca_file)},
+    {.key = "verify_depth", .type = CT_INT, .offset = L(verify_depth), .min = 1, .max = 16},
+    {.key = "send_ca_names", .type = CT_BOOL, .offset = L(send_ca_names)},
+    {.key = "crl_file", .type = CT_PATH, .offset = L(crl_file)},
+    {.key = "crl_check", .type = CT_ENUM, .offset = L(crl_check), .enums = crl_check_enums},
+    {.key = "crl_expired", .type = CT_ENUM, .offset = L(crl_expired), .enums = crl_expired_enums},
     {0}};
 #undef L
 
@@ -908,7 +917,8 @@ static void listener_post(struct loader *ld, const struct node *map, const char 
                           const struct node *const *seen)
 {
     struct cdn_conf_listener *l = base;
-    static const char *const tls_only[] = {"certificate", "key", "ca_file"};
+    static const char *const tls_only[] = {"certificate",   "key",      "ca_file",   "verify_depth",
+                                           "send_ca_names", "crl_file", "crl_check", "crl_expired"};
 
     if (l->tls) {
         /* A present but invalid value was reported already. */
@@ -961,6 +971,8 @@ static void set_listeners(struct loader *ld, const struct conf_cmd *cmd, const s
         char *ikey = cdn_xasprintf("%s[%zu]", key, i);
 
         l->client_auth = CDN_CLIENT_AUTH_UNSET;
+        l->verify_depth = 4;
+        l->send_ca_names = true;
         l->pos = e->pos;
         if (e->kind == NODE_MAP) {
             walk_map(ld, e, ikey, cmd->sub, l, seen);
@@ -1208,6 +1220,7 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(l->certificate);
         free(l->key);
         free(l->ca_file);
+        free(l->crl_file);
     }
     free(conf->listeners);
     for (size_t i = 0; i < conf->nremap; i++) {

@@ -17,6 +17,8 @@ enum cdn_client_auth {
     CDN_CLIENT_AUTH_REQUEST = 1,
     CDN_CLIENT_AUTH_REQUIRE = 2,
 };
+enum cdn_crl_check { CDN_CRL_LEAF = 0, CDN_CRL_CHAIN };
+enum cdn_crl_expired { CDN_CRL_EXPIRED_REJECT = 0, CDN_CRL_EXPIRED_WARN };
 enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
 
 /* Position of a YAML node, for diagnostics raised after loading (e.g. by a role). */
@@ -32,6 +34,11 @@ struct cdn_conf_listener {
     char *certificate, *key; /* PEM paths; required when tls */
     int client_auth;         /* enum cdn_client_auth; UNSET when absent */
     char *ca_file;           /* CA bundle to verify client certificates */
+    int verify_depth;        /* longest client chain accepted (intermediates + 1); default 4 */
+    bool send_ca_names;      /* list ca_file's subjects in the CertificateRequest; default true */
+    char *crl_file;          /* PEM CRLs checked for client certificates; NULL = no revocation check */
+    int crl_check;           /* enum cdn_crl_check: leaf (default) or chain */
+    int crl_expired;         /* enum cdn_crl_expired: reject (default) or warn */
     struct cdn_conf_pos pos, client_auth_pos;
 };
 

@@ -170,6 +170,10 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         }
         char *e = NULL;
         l->ctx = cdn_tls_server_ctx_new(lc->certificate, lc->key, l->client_auth, lc->ca_file, &e);
+        if (l->ctx != NULL && cdn_tls_server_ctx_policy(l->ctx, lc, &e) != 0) {
+            SSL_CTX_free(l->ctx);
+            l->ctx = NULL;
+        }
         if (l->ctx == NULL) {
             *err = cdn_xasprintf("%s:%d:%d: listener %s: %s", conf->path, lc->pos.line, lc->pos.col, lc->name,
                                  e);

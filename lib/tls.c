@@ -4,6 +4,8 @@
  * certificates happens inside the handshake (SSL_VERIFY_FAIL_IF_NO_PEER_CERT for "require"), so a
  * client without a valid certificate never gets to send an HTTP byte.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -11,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
 
+#include "lib/log.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 
@@ -145,6 +148,76 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* Per-context policy read by the verify callback, kept in the SSL_CTX's ex_data as flag bits. */
+#define POLICY_CRL_EXPIRED_WARN 0x1u
+
+static int policy_index = -1;
+static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
+
+static void policy_index_init(void)
+{
+    policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* Runs for every certificate of a client's chain, inside the handshake. Adds what OpenSSL does not
+ * check by itself: a CA certificate is never accepted as the client's own (leaf) certificate; and
+ * an expired CRL is only a warning when the operator chose crl_expired: warn. */
+static int verify_client_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    int err = X509_STORE_CTX_get_error(x);
+    if (!ok && err == X509_V_ERR_CRL_HAS_EXPIRED && (flags & POLICY_CRL_EXPIRED_WARN)) {
+        cdn_log(CDN_LOG_WARN, "tls: accepting a client certificate checked against an expired CRL "
+                              "(crl_expired: warn); refresh the CRL");
+        X509_STORE_CTX_set_error(x, X509_V_OK);
+        return 1;
+    }
+    if (ok && X509_STORE_CTX_get_error_depth(x) == 0 &&
+        X509_check_ca(X509_STORE_CTX_get_current_cert(x)) > 0) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_CA); /* a CA presented as a client certificate */
+        return 0;
+    }
+    return ok;
+}
+
+int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
+{
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = l->crl_expired == CDN_CRL_EXPIRED_WARN ? POLICY_CRL_EXPIRED_WARN : 0;
+    SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
+    if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE)
+        return 0;
+    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), verify_client_cb);
+    SSL_CTX_set_verify_depth(ctx, l->verify_depth);
+    if (!l->send_ca_names)
+        SSL_CTX_set_client_CA_list(ctx, sk_X509_NAME_new_null());
+    if (l->crl_file == NULL)
+        return 0;
+    BIO *bio = BIO_new_file(l->crl_file, "r");
+    if (bio == NULL) {
+        *err = file_error("cannot read CRL file", l->crl_file);
+        return -1;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_CRL *crl;
+    int n = 0;
+    while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+        X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl);
+        n++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    if (n == 0) {
+        *err = cdn_xasprintf("CRL file %s: no PEM CRL in it", l->crl_file);
+        return -1;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK |
+                                    (l->crl_check == CDN_CRL_CHAIN ? X509_V_FLAG_CRL_CHECK_ALL : 0));
+    return 0;
 }
 
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)

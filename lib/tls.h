@@ -18,6 +18,11 @@
 SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_auth, const char *ca_file,
                                 char **err);
 
+/* Applies a listener's client-certificate policy to a server context made by cdn_tls_server_ctx_new:
+ * verify_depth, send_ca_names, CRLs (crl_file, crl_check leaf|chain, crl_expired reject|warn) and the
+ * rule that a CA certificate is never accepted as a client's own certificate. 0, or -1 + *err. */
+int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err);
+
 /* Client context for upstream connections: presents u->client_certificate when set, verifies the
  * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err);
