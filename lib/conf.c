@@ -113,6 +113,12 @@ static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NO
                                                      {"require", CDN_CLIENT_AUTH_REQUIRE},
                                                      {0}};
 
+static const struct conf_enum verify_policy_enums[] = {{"ENFORCED", CDN_VERIFY_ENFORCED},
+                                                       {"PERMISSIVE", CDN_VERIFY_PERMISSIVE},
+                                                       {"DISABLED", CDN_VERIFY_DISABLED},
+                                                       {0}};
+static const struct conf_enum verify_properties_enums[] = {
+    {"ALL", CDN_VERIFY_ALL}, {"SIGNATURE", CDN_VERIFY_SIGNATURE}, {"NAME", CDN_VERIFY_NAME}, {0}};
 static const struct conf_enum crl_check_enums[] = {{"leaf", CDN_CRL_LEAF}, {"chain", CDN_CRL_CHAIN}, {0}};
 static const struct conf_enum crl_expired_enums[] = {
     {"reject", CDN_CRL_EXPIRED_REJECT}, {"warn", CDN_CRL_EXPIRED_WARN}, {0}};
@@ -163,6 +169,14 @@ static const struct conf_cmd upstream_cmds[] = {
     {.key = "client_key", .type = CT_PATH, .offset = U(client_key)},
     {.key = "ca_file", .type = CT_PATH, .offset = U(ca_file)},
     {.key = "verify", .type = CT_BOOL, .offset = U(verify)},
+    {.key = "verify_server_policy",
+     .type = CT_ENUM,
+     .offset = U(verify_policy),
+     .enums = verify_policy_enums},
+    {.key = "verify_server_properties",
+     .type = CT_ENUM,
+     .offset = U(verify_properties),
+     .enums = verify_properties_enums},
     {.key = "server_name",
      .type = CT_STR,
      .offset = U(server_name),
@@ -1097,6 +1111,13 @@ static void upstream_post(struct loader *ld, const struct node *map, const char 
         sub_err(ld, map->pos, key, "client_key", "missing required key (client_certificate is given)");
     if (u->client_key != NULL && seen_get(upstream_cmds, seen, "client_certificate") == NULL)
         sub_err(ld, map->pos, key, "client_certificate", "missing required key (client_key is given)");
+    const struct node *pv = seen_get(upstream_cmds, seen, "verify_server_policy");
+    if (pv != NULL && seen_get(upstream_cmds, seen, "verify") != NULL)
+        sub_err(ld, pv->pos, key, "verify_server_policy",
+                "give either verify or verify_server_policy, not both");
+    else if (!u->verify)
+        u->verify_policy = CDN_VERIFY_DISABLED;
+    u->verify = u->verify_policy != CDN_VERIFY_DISABLED;
 }
 
 /* ---- loading ---- */

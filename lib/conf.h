@@ -17,6 +17,8 @@ enum cdn_client_auth {
     CDN_CLIENT_AUTH_REQUEST = 1,
     CDN_CLIENT_AUTH_REQUIRE = 2,
 };
+enum cdn_verify_policy { CDN_VERIFY_ENFORCED = 0, CDN_VERIFY_PERMISSIVE, CDN_VERIFY_DISABLED };
+enum cdn_verify_properties { CDN_VERIFY_ALL = 0, CDN_VERIFY_SIGNATURE, CDN_VERIFY_NAME };
 enum cdn_crl_check { CDN_CRL_LEAF = 0, CDN_CRL_CHAIN };
 enum cdn_crl_expired { CDN_CRL_EXPIRED_REJECT = 0, CDN_CRL_EXPIRED_WARN };
 enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
@@ -47,8 +49,10 @@ struct cdn_conf_upstream {
     char *client_certificate; /* PEM presented to a TLS upstream */
     char *client_key;
     char *ca_file;     /* CA bundle to verify the upstream; NULL = system default store */
-    bool verify;       /* default true: chain and name are checked */
-    char *server_name; /* SNI and name to verify; default the remap target's host */
+    bool verify;       /* default true: chain and name are checked; false = verify_server_policy DISABLED */
+    int verify_policy; /* enum cdn_verify_policy (ATS verify_server_policy); default ENFORCED */
+    int verify_properties; /* enum cdn_verify_properties (ATS verify_server_properties); default ALL */
+    char *server_name;     /* SNI and name to verify; default the remap target's host */
     struct cdn_conf_pos pos;
 };
 

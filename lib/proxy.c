@@ -24,6 +24,7 @@
 #include "lib/pool.h"
 #include "lib/proxy.h"
 #include "lib/proxy_int.h"
+#include "lib/tls.h"
 #include "lib/util.h"
 
 static const char *const state_action[] = {
@@ -336,7 +337,7 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     } else {
         proxy_count(s, CDN_STAT_upstream_conns_opened);
         s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
-                                 uc->verify, in_cap(s), on_up, s);
+                                 cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
     }
@@ -757,6 +758,14 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     char why[320];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
+        if (c->ssl != NULL && proxy_conf(s)->upstream.verify_policy == CDN_VERIFY_PERMISSIVE &&
+            SSL_get_verify_result(c->ssl) != X509_V_OK) { /* PERMISSIVE let it through */
+            proxy_count(s, CDN_STAT_upstream_errors_tls);
+            cdn_log(CDN_LOG_WARN,
+                    "upstream %s: certificate not verified (%s); connecting anyway (verify_server_policy: "
+                    "PERMISSIVE)",
+                    s->up_name, X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+        }
         send_upstream_request(s);
         return;
     case CDN_CONN_EV_READ:

@@ -152,6 +152,8 @@ fail:
 
 /* Per-context policy read by the verify callback, kept in the SSL_CTX's ex_data as flag bits. */
 #define POLICY_CRL_EXPIRED_WARN 0x1u
+#define POLICY_PERMISSIVE       0x2u /* client contexts */
+#define POLICY_NAME_ONLY        0x4u
 
 static int policy_index = -1;
 static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
@@ -181,6 +183,29 @@ static int verify_client_cb(int ok, X509_STORE_CTX *x)
         return 0;
     }
     return ok;
+}
+
+/* Upstream certificates under verify_server_policy PERMISSIVE (every failure is let through; the
+ * verify result still records it, and the caller logs and counts it) or properties NAME (only a
+ * name mismatch fails; the chain is not trusted for anything else). */
+static int verify_server_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    if (ok)
+        return 1;
+    if (flags & POLICY_PERMISSIVE)
+        return 1;
+    int err = X509_STORE_CTX_get_error(x);
+    if ((flags & POLICY_NAME_ONLY) && err != X509_V_ERR_HOSTNAME_MISMATCH &&
+        err != X509_V_ERR_IP_ADDRESS_MISMATCH)
+        return 1;
+    return 0;
+}
+
+bool cdn_tls_upstream_checks_name(const struct cdn_conf_upstream *u)
+{
+    return u->verify_policy != CDN_VERIFY_DISABLED && u->verify_properties != CDN_VERIFY_SIGNATURE;
 }
 
 int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
@@ -242,7 +267,12 @@ SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
         *err = file_error("cannot load the system CA store for", "upstream");
         goto fail;
     }
-    SSL_CTX_set_verify(ctx, u->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = (u->verify_policy == CDN_VERIFY_PERMISSIVE ? POLICY_PERMISSIVE : 0) |
+                      (u->verify_properties == CDN_VERIFY_NAME ? POLICY_NAME_ONLY : 0);
+    SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
+    SSL_CTX_set_verify(ctx, u->verify_policy == CDN_VERIFY_DISABLED ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+                       flags != 0 ? verify_server_cb : NULL);
     SSL_CTX_set_verify_depth(ctx, 8);
     return ctx;
 fail:

@@ -6,6 +6,7 @@
 #ifndef CDN_TLS_H
 #define CDN_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -26,6 +27,9 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
 /* Client context for upstream connections: presents u->client_certificate when set, verifies the
  * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err);
+
+/* Whether connections made with u's context must check the peer's name (cdn_tls_client_setup's verify). */
+bool cdn_tls_upstream_checks_name(const struct cdn_conf_upstream *u);
 
 /* Prepares ssl for a connection to name: SNI (unless an IP literal) and, when verify is set,
  * the host name or IP the peer certificate must match. Returns 0 or -1. */
