@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/ca_check.h"
 #include "lib/conf.h"
 #include "lib/log.h"
 #include "lib/server.h"
@@ -34,6 +35,9 @@ static void usage(FILE *f)
                "  check-config  --config FILE [--role edge|regional]\n"
                "                validate the config and its certificates; exit 0 if good, 1 with\n"
                "                file:line:col: message lines otherwise\n"
+               "  ca-check      [--warn-days N] [--leaf client|server] FILE...\n"
+               "                judge CA bundles (or leaf certificates) the way a truststore does: one\n"
+               "                verdict per certificate; exit 0 if no errors, 1 on errors, 2 on bad input\n"
                "  --help        this text\n"
                "  --version     print the version\n"
                "\n"
@@ -187,6 +191,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run},
     {"check-config", cmd_check_config},
+    {"ca-check", cmd_ca_check},
 };
 
 int main(int argc, char **argv)

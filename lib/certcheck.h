@@ -35,25 +35,25 @@ enum cdn_certcheck_severity {
 
 /* What a finding is about, with a stable short name (for counters and log keys). One table, so
  * the enum and the names cannot drift apart. */
-#define CDN_CERTCHECK_CODE_LIST(X)                                                                   \
-    X(GARBAGE, "garbage")                       /* text outside PEM blocks (OpenSSL skips it) */     \
-    X(BAD_PEM, "bad-pem")                       /* unterminated block, bad base64, not X.509 DER */  \
-    X(OTHER_PEM, "other-pem")                   /* a PEM block that is not a certificate */          \
-    X(PRIVATE_KEY, "private-key")               /* key material inside a certificate file */         \
-    X(NO_CERT, "no-certificate")                /* the file holds no certificate at all */           \
-    X(VERSION, "not-v3")                        /* not X.509 v3 (so no extensions) */                \
+#define CDN_CERTCHECK_CODE_LIST(X)                                                                     \
+    X(GARBAGE, "garbage")                       /* text outside PEM blocks (OpenSSL skips it) */       \
+    X(BAD_PEM, "bad-pem")                       /* unterminated block, bad base64, not X.509 DER */    \
+    X(OTHER_PEM, "other-pem")                   /* a PEM block that is not a certificate */            \
+    X(PRIVATE_KEY, "private-key")               /* key material inside a certificate file */           \
+    X(NO_CERT, "no-certificate")                /* the file holds no certificate at all */             \
+    X(VERSION, "not-v3")                        /* not X.509 v3 (so no extensions) */                  \
     X(NOT_CA, "not-ca")                         /* CA bundle entry without basicConstraints CA:TRUE */ \
-    X(KEY_USAGE, "key-usage")                   /* keyUsage present but lacks what the use needs */  \
-    X(NOT_YET_VALID, "not-yet-valid")           /* notBefore is in the future */                     \
-    X(EXPIRED, "expired")                       /* notAfter is in the past */                        \
-    X(EXPIRES_SOON, "expires-soon")             /* notAfter is closer than warn_days */              \
-    X(BAD_SELF_SIGNATURE, "bad-self-signature") /* issuer == subject but the signature fails */      \
-    X(ISSUER_MISSING, "issuer-missing")         /* intermediate whose issuer is not in the file */   \
-    X(WEAK_SIGNATURE, "weak-signature")         /* MD5, SHA-1, SHA-224 or an unknown algorithm */    \
-    X(WEAK_KEY, "weak-key")                     /* RSA/DSA < 2048 bits, EC < 256 bits, unknown */    \
-    X(DUPLICATE, "duplicate")                   /* the same certificate twice in one file */         \
-    X(LEAF_IS_CA, "leaf-is-ca")                 /* a leaf with basicConstraints CA:TRUE */           \
-    X(EKU, "eku")                               /* leaf EKU without clientAuth / serverAuth */       \
+    X(KEY_USAGE, "key-usage")                   /* keyUsage present but lacks what the use needs */    \
+    X(NOT_YET_VALID, "not-yet-valid")           /* notBefore is in the future */                       \
+    X(EXPIRED, "expired")                       /* notAfter is in the past */                          \
+    X(EXPIRES_SOON, "expires-soon")             /* notAfter is closer than warn_days */                \
+    X(BAD_SELF_SIGNATURE, "bad-self-signature") /* issuer == subject but the signature fails */        \
+    X(ISSUER_MISSING, "issuer-missing")         /* intermediate whose issuer is not in the file */     \
+    X(WEAK_SIGNATURE, "weak-signature")         /* MD5, SHA-1, SHA-224 or an unknown algorithm */      \
+    X(WEAK_KEY, "weak-key")                     /* RSA/DSA < 2048 bits, EC < 256 bits, unknown */      \
+    X(DUPLICATE, "duplicate")                   /* the same certificate twice in one file */           \
+    X(LEAF_IS_CA, "leaf-is-ca")                 /* a leaf with basicConstraints CA:TRUE */             \
+    X(EKU, "eku")                               /* leaf EKU without clientAuth / serverAuth */         \
     X(CHAIN_ORDER, "chain-order")               /* leaf file: cert N+1 does not issue cert N */
 
 enum cdn_certcheck_code {
@@ -71,18 +71,18 @@ struct cdn_certcheck_finding {
 };
 
 struct cdn_certcheck_cert {
-    unsigned index;          /* 1-based position among the file's certificates */
-    unsigned line;           /* line of its -----BEGIN marker */
-    X509 *x509;              /* owned by the report; X509_up_ref it to keep it longer */
-    char *subject;           /* RFC 2253 ("CN=edge-1,O=Example"), control characters escaped */
-    char *issuer;            /* same form */
-    char fingerprint[96];    /* SHA-256 of the DER, "AB:CD:..." */
-    int64_t not_before;      /* Unix seconds, UTC */
-    int64_t not_after;       /* Unix seconds, UTC */
-    int64_t expires_in;      /* not_after - now: seconds left, negative once expired (expiry metrics) */
-    bool is_ca;              /* basicConstraints CA:TRUE */
-    bool self_signed;        /* issuer == subject and its own key verifies its signature */
-    bool leaf;               /* checked as the leaf (first certificate of a CLIENT/SERVER file) */
+    unsigned index;       /* 1-based position among the file's certificates */
+    unsigned line;        /* line of its -----BEGIN marker */
+    X509 *x509;           /* owned by the report; X509_up_ref it to keep it longer */
+    char *subject;        /* RFC 2253 ("CN=edge-1,O=Example"), control characters escaped */
+    char *issuer;         /* same form */
+    char fingerprint[96]; /* SHA-256 of the DER, "AB:CD:..." */
+    int64_t not_before;   /* Unix seconds, UTC */
+    int64_t not_after;    /* Unix seconds, UTC */
+    int64_t expires_in;   /* not_after - now: seconds left, negative once expired (expiry metrics) */
+    bool is_ca;           /* basicConstraints CA:TRUE */
+    bool self_signed;     /* issuer == subject and its own key verifies its signature */
+    bool leaf;            /* checked as the leaf (first certificate of a CLIENT/SERVER file) */
     enum cdn_certcheck_severity verdict; /* worst of findings[], OK when there is none */
     struct cdn_certcheck_finding *findings;
     size_t nfindings;
@@ -111,8 +111,8 @@ void cdn_certcheck_opts_init(struct cdn_certcheck_opts *o, enum cdn_certcheck_ki
  * cdn_certcheck_report_free), or -1 with *err (heap, caller frees) when the file cannot be read at
  * all: missing, unreadable, a directory, larger than 16 MiB. Everything wrong with the content,
  * an empty file included, is a finding, never -1. */
-int cdn_certcheck_file(const char *path, const struct cdn_certcheck_opts *o, struct cdn_certcheck_report **out,
-                       char **err);
+int cdn_certcheck_file(const char *path, const struct cdn_certcheck_opts *o,
+                       struct cdn_certcheck_report **out, char **err);
 
 /* Judges len bytes of PEM text; name is what the lines call the file. Never NULL. The data is not
  * kept. Drains the OpenSSL error queue it used. */
@@ -126,7 +126,8 @@ void cdn_certcheck_report_free(struct cdn_certcheck_report **r);
  *   "FILE: cert N (subject CN=x, SHA-256 AB:CD:...): error: expired 2025-01-01 (12 days ago)"
  *   "FILE: line L: warning: text outside PEM blocks"              (cert NULL, f->line set)
  * cert is the certificate f belongs to, NULL for a file finding. */
-char *cdn_certcheck_format_finding(const struct cdn_certcheck_report *r, const struct cdn_certcheck_cert *cert,
+char *cdn_certcheck_format_finding(const struct cdn_certcheck_report *r,
+                                   const struct cdn_certcheck_cert *cert,
                                    const struct cdn_certcheck_finding *f);
 
 /* Every finding of r whose severity bit is in mask (1 << CDN_CERTCHECK_SEV_WARNING, 1 <<

@@ -21,13 +21,15 @@ struct cdn_collapse_wait {
     cdn_collapse_wake_cb *wake;
     void *arg;
     struct cdn_collapse *table;
-    struct entry *entry; /* NULL once finished; under table->lock */
+    struct entry *entry;     /* NULL once finished; under table->lock */
+    struct cdn_share *share; /* SHARED: a ref */
     struct cdn_collapse_wait *next;
 };
 
 struct entry {
     char *key;
     size_t klen;
+    struct cdn_share *share; /* a ref, once the leader shares its response */
     struct cdn_collapse_wait *waiters;
     struct entry *next;
 };
@@ -75,8 +77,10 @@ static struct entry **find(struct cdn_collapse *t, const void *key, size_t klen)
 
 static void unref(struct cdn_collapse_wait *w)
 {
-    if (atomic_fetch_sub(&w->refs, 1) == 1)
+    if (atomic_fetch_sub(&w->refs, 1) == 1) {
+        cdn_share_unref(&w->share);
         free(w);
+    }
 }
 
 bool cdn_collapse_join(struct cdn_collapse *t, const void *key, size_t klen, cdn_collapse_wake_cb *wake,
@@ -101,6 +105,10 @@ bool cdn_collapse_join(struct cdn_collapse *t, const void *key, size_t klen, cdn
     w->arg = arg;
     w->table = t;
     w->entry = *pp;
+    if ((*pp)->share != NULL) { /* late: read what has come so far */
+        w->share = cdn_share_ref((*pp)->share);
+        atomic_store(&w->result, CDN_COLLAPSE_SHARED);
+    }
     w->next = (*pp)->waiters;
     (*pp)->waiters = w;
     pthread_mutex_unlock(&t->lock);
@@ -121,15 +129,39 @@ unsigned cdn_collapse_finish(struct cdn_collapse *t, const void *key, size_t kle
     for (struct cdn_collapse_wait *w = e->waiters, *next; w != NULL; w = next) {
         next = w->next;
         w->entry = NULL;
-        atomic_store(&w->result, (int)result);
-        w->wake(w->arg);
+        if (w->share == NULL) { /* a SHARED waiter reads the share to its end */
+            atomic_store(&w->result, (int)result);
+            w->wake(w->arg);
+        }
         unref(w);
         n++;
     }
     pthread_mutex_unlock(&t->lock);
+    cdn_share_unref(&e->share);
     free(e->key);
     free(e);
     return n;
+}
+
+void cdn_collapse_share(struct cdn_collapse *t, const void *key, size_t klen, struct cdn_share *sh)
+{
+    pthread_mutex_lock(&t->lock);
+    struct entry *e = *find(t, key, klen);
+    CDN_ASSERT(e != NULL && e->share == NULL);
+    e->share = cdn_share_ref(sh);
+    for (struct cdn_collapse_wait *w = e->waiters; w != NULL; w = w->next) {
+        if (w->share == NULL) {
+            w->share = cdn_share_ref(sh);
+            atomic_store(&w->result, CDN_COLLAPSE_SHARED);
+            w->wake(w->arg);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+struct cdn_share *cdn_collapse_wait_share(const struct cdn_collapse_wait *w)
+{
+    return w->share;
 }
 
 enum cdn_collapse_result cdn_collapse_result(const struct cdn_collapse_wait *w)

@@ -11,10 +11,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "lib/share.h"
+
 enum cdn_collapse_result {
     CDN_COLLAPSE_WAITING = 0,
     CDN_COLLAPSE_STORED, /* the leader stored the response: look the key up again */
     CDN_COLLAPSE_GO,     /* the leader's response was not stored (or failed): fetch it yourself */
+    CDN_COLLAPSE_SHARED, /* the leader is storing it: read it from cdn_collapse_wait_share() as it comes */
 };
 
 struct cdn_collapse;
@@ -36,6 +39,11 @@ bool cdn_collapse_join(struct cdn_collapse *t, const void *key, size_t klen, cdn
 unsigned cdn_collapse_finish(struct cdn_collapse *t, const void *key, size_t klen,
                              enum cdn_collapse_result result);
 enum cdn_collapse_result cdn_collapse_result(const struct cdn_collapse_wait *wait);
+/* The leader's response, now arriving, for every waiter present and future (a ref is taken); waiters
+ * get SHARED. A join after this returns a wait whose result is SHARED at once. */
+void cdn_collapse_share(struct cdn_collapse *t, const void *key, size_t klen, struct cdn_share *sh);
+/* The share of a SHARED wait (borrowed: valid until cdn_collapse_leave; take a ref to keep it). */
+struct cdn_share *cdn_collapse_wait_share(const struct cdn_collapse_wait *wait);
 /* A waiter is done (woken, or gives up); NULLs *wait. Safe whether or not the leader finished. */
 void cdn_collapse_leave(struct cdn_collapse_wait **wait);
 

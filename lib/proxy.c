@@ -835,6 +835,8 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     case CDN_CONN_EV_DRAIN:
         if (s->state == ST_HIT_BODY)
             proxy_cache_hit_continue(s);
+        else if (s->state == ST_SHARE_BODY)
+            proxy_cache_share_continue(s);
         else if (s->up != NULL && s->state == ST_RESP_BODY && !s->pc.fill_paused)
             cdn_conn_read_start(s->up);
         return;

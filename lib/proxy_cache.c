@@ -270,6 +270,7 @@ static bool collapsible(const struct cdn_http_request *req, const struct cache_r
     return true;
 }
 
+#define SHARE_MAX_FACTOR   4  /* a shared body may use this many max_object_size of memory */
 #define COLLAPSE_LOOKUPS   50 /* after STORED, how often to look again for the leader's commit */
 #define COLLAPSE_LOOKUP_MS 4
 
@@ -307,14 +308,134 @@ static void collapse_lookup(struct cdn_session *s)
     collapse_forward(s);
 }
 
+static void serve_shared(struct cdn_session *s);
+
 static void collapse_woken(struct cdn_session *s)
 {
     enum cdn_collapse_result r = cdn_collapse_result(s->pc.wait);
+    if (r == CDN_COLLAPSE_SHARED)
+        s->pc.share = cdn_share_ref(cdn_collapse_wait_share(s->pc.wait));
     cdn_collapse_leave(&s->pc.wait);
-    if (r == CDN_COLLAPSE_STORED)
+    if (r == CDN_COLLAPSE_SHARED)
+        serve_shared(s);
+    else if (r == CDN_COLLAPSE_STORED)
         collapse_lookup(s);
     else
         collapse_forward(s);
+}
+
+/* ---- read-while-writer: a waiter relays the leader's response as it arrives ---- */
+
+static void on_share_wake(void *arg)
+{
+    struct cdn_session *s = arg; /* any thread, under the share's lock: s->w is immutable */
+    uv_async_send(&s->w->collapse_async);
+}
+
+static void share_end_reader(struct cdn_session *s)
+{
+    cdn_share_unwatch(s->pc.share, s);
+    cdn_share_unref(&s->pc.share);
+    s->pc.share_reader = false;
+}
+
+void proxy_cache_share_continue(struct cdn_session *s)
+{
+    struct cdn_conn *d = s->down;
+    for (;;) {
+        if (cdn_conn_congested(d)) { /* DRAIN brings us back */
+            cdn_conn_set_timeout(d, proxy_conf(s)->timeouts.body_ms);
+            return;
+        }
+        const void *p;
+        enum cdn_share_state st;
+        size_t n = cdn_share_read(s->pc.share, s->pc.off, &p, &st);
+        if (n > 0) {
+            if (s->pc.share_chunked) {
+                char hdr[24];
+                int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+                cdn_conn_write(d, hdr, (size_t)k);
+                cdn_conn_write(d, p, n);
+                cdn_conn_write(d, "\r\n", 2);
+            } else {
+                cdn_conn_write(d, p, n);
+            }
+            s->pc.off += n;
+            s->resp_bytes += n;
+            proxy_count_n(s, CDN_STAT_bytes_from_cache, n);
+            continue;
+        }
+        if (st == CDN_SHARE_MORE) { /* the leader's next bytes wake us */
+            cdn_conn_set_timeout(d, proxy_conf(s)->timeouts.body_ms);
+            return;
+        }
+        share_end_reader(s);
+        if (st == CDN_SHARE_FAILED) {
+            proxy_session_abort(s); /* a truncated body, never a false end */
+            return;
+        }
+        if (s->pc.share_chunked)
+            cdn_conn_write(d, "0\r\n\r\n", 5);
+        cdn_conn_set_timeout(d, 0);
+        proxy_exchange_done(s);
+        return;
+    }
+}
+
+/* Answers s with the head of the response the leader is receiving, then relays its body. */
+static void serve_shared(struct cdn_session *s)
+{
+    s->pc.share_reader = true;
+    static _Thread_local struct cdn_http_header h[CDN_HTTP_MAX_HEADERS];
+    size_t mlen;
+    const void *meta = cdn_share_meta(s->pc.share, &mlen);
+    struct cache_entry e;
+    int n = cache_entry_decode(meta, mlen, &e);
+    if (n == 0)
+        n = cache_entry_headers(&e, h, CDN_HTTP_MAX_HEADERS);
+    CDN_ASSERT(n >= 0); /* we encoded it ourselves */
+    const struct cdn_http_request *req = request_again(s);
+    if (e.vary_len > 0 && !cache_policy_vary_match(e.vary, e.vary_len, req->headers, req->num_headers,
+                                                   e.secondary_key, e.secondary_key_len)) {
+        share_end_reader(s); /* another variant: this one needs its own fetch */
+        collapse_forward(s);
+        return;
+    }
+    proxy_count(s, CDN_STAT_cache_collapsed);
+    struct cdn_buf b;
+    cdn_buf_init(&b);
+    char line[160];
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", e.status, cdn_http1_reason(e.status));
+    proxy_append_str(&b, line);
+    for (int i = 0; i < n; i++) {
+        if (proxy_is_header(&h[i], "age") || proxy_is_header(&h[i], "content-length") ||
+            proxy_is_header(&h[i], "via") || proxy_is_header(&h[i], "cache-status"))
+            continue;
+        proxy_append_header(&b, &h[i]);
+    }
+    proxy_append_via(&b, h, (size_t)n, 1, s->w->srv->via);
+    struct cache_status cs = {
+        .cache = s->w->srv->cache_name, .fwd = "uri-miss", .fwd_status = e.status, .collapsed = true};
+    cache_status_member(s, &cs, h, (size_t)n, &b);
+    uint64_t length;
+    if (cdn_share_length(s->pc.share, &length)) {
+        snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)length);
+        proxy_append_str(&b, line);
+    } else if (s->minor >= 1) {
+        proxy_append_str(&b, "Transfer-Encoding: chunked\r\n");
+        s->pc.share_chunked = true;
+    } else {
+        s->close_after = true;
+    }
+    proxy_append_connection(s, &b);
+    cdn_conn_write(s->down, cdn_buf_data(&b), b.len);
+    cdn_buf_dispose(&b);
+    s->status = e.status;
+    s->resp_head_sent = true;
+    s->state = ST_SHARE_BODY;
+    s->pc.off = 0;
+    cdn_share_watch(s->pc.share, on_share_wake, s);
+    proxy_cache_share_continue(s);
 }
 
 void proxy_cache_on_collapse_wake(struct cdn_worker *w)
@@ -324,6 +445,8 @@ void proxy_cache_on_collapse_wake(struct cdn_worker *w)
         if (s->state == ST_COLLAPSED && s->pc.wait != NULL &&
             cdn_collapse_result(s->pc.wait) != CDN_COLLAPSE_WAITING)
             collapse_woken(s);
+        else if (s->state == ST_SHARE_BODY)
+            proxy_cache_share_continue(s);
     }
 }
 
@@ -445,7 +568,11 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
         for (size_t i = 0; i < nv; i++)
             proxy_append_header(&s->pc.validators, &v[i]);
         s->pc.revalidating = nv > 0;
-        s->pc.fwd = "stale";
+        /* RFC 9211 2.2: "request" when a fresh enough response was there but the request's own
+         * directives forbade it, "stale" when the stored response itself needs validation */
+        bool by_request = d.ttl > 0 || strcmp(d.why, "request-no-cache") == 0 ||
+                          strcmp(d.why, "request-max-age") == 0 || strcmp(d.why, "min-fresh") == 0;
+        s->pc.fwd = by_request && strcmp(d.why, "no-cache") != 0 ? "request" : "stale";
         cache_hit_release(&hit);
     }
     if (creq.cc.flags & CACHE_CC_ONLY_IF_CACHED) { /* RFC 9111 5.2.1.7 */
@@ -453,8 +580,6 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
         proxy_send_error(s, 504, true);
         return true;
     }
-    if (creq.cc.flags & CACHE_CC_NO_CACHE && s->pc.fwd != NULL && strcmp(s->pc.fwd, "stale") == 0)
-        s->pc.fwd = "request";
     if (collapsible(req, &creq)) {
         struct cdn_collapse_wait *wait;
         if (cdn_collapse_join(srv->collapse, cdn_buf_data(&s->pc.key), s->pc.key.len, wake_worker, s->w,
@@ -464,6 +589,10 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
         }
         s->pc.wait = wait;
         s->state = ST_COLLAPSED;
+        if (cdn_collapse_result(wait) == CDN_COLLAPSE_SHARED) { /* the body is already on its way */
+            collapse_woken(s);
+            return true;
+        }
         cdn_conn_set_timeout(s->down, proxy_conf(s)->timeouts.upstream_response_ms);
         return true;
     }
@@ -527,6 +656,11 @@ static bool start_fill(struct cdn_session *s, const struct cdn_http_request *req
         cache_fill_on_drain(s->pc.fill, on_fill_drain, s->w);
     else
         cdn_buf_dispose(&s->pc.meta);
+    if (ok && s->pc.leader) { /* waiters read it while it arrives */
+        s->pc.share = cdn_share_new(cdn_buf_data(&s->pc.meta), s->pc.meta.len,
+                                    res->body_kind == CDN_HTTP_BODY_LENGTH, res->content_length);
+        cdn_collapse_share(s->w->srv->collapse, cdn_buf_data(&s->pc.key), s->pc.key.len, s->pc.share);
+    }
     cdn_buf_dispose(&vary);
     cdn_buf_dispose(&skey);
     s->pc.filled = 0;
@@ -585,7 +719,7 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
                                     now, &d);
                 proxy_release_upstream(s);
                 lead_done(s, CDN_COLLAPSE_STORED);
-                serve_stored(s, hit, fresh, &d, "stale", 304);
+                serve_stored(s, hit, fresh, &d, s->pc.fwd != NULL ? s->pc.fwd : "stale", 304);
                 return true;
             }
         }
@@ -672,8 +806,25 @@ bool proxy_cache_upstream_error(struct cdn_session *s)
     return true;
 }
 
+static void share_close(struct cdn_session *s, bool ok)
+{
+    if (s->pc.share == NULL || s->pc.share_reader)
+        return;
+    cdn_share_end(s->pc.share, ok);
+    cdn_share_unref(&s->pc.share);
+}
+
 void proxy_cache_body(struct cdn_session *s, const char *p, size_t n)
 {
+    if (s->pc.share != NULL && !s->pc.share_reader) {
+        /* A body that turned out too large to store may still be relayed to the waiters, up to a
+         * bound on the memory it holds; past it they are cut off (their clients see truncation). */
+        s->pc.shared += n;
+        if (s->pc.shared > SHARE_MAX_FACTOR * s->w->srv->conf->cache.max_object_size)
+            share_close(s, false);
+        else
+            cdn_share_append(s->pc.share, p, n);
+    }
     if (s->pc.fill == NULL)
         return;
     int rc = cache_fill_append(s->pc.fill, p, n);
@@ -682,7 +833,7 @@ void proxy_cache_body(struct cdn_session *s, const char *p, size_t n)
                 cache_store_strerror(rc));
         cache_fill_abort(&s->pc.fill);
         cdn_buf_dispose(&s->pc.meta);
-        lead_done(s, CDN_COLLAPSE_GO);
+        lead_done(s, CDN_COLLAPSE_GO); /* readers already relaying the share go on */
         return;
     }
     s->pc.filled += n;
@@ -703,6 +854,7 @@ bool proxy_cache_fill_busy(struct cdn_session *s)
 
 void proxy_cache_response_done(struct cdn_session *s, bool complete)
 {
+    share_close(s, complete);
     if (s->pc.fill == NULL)
         return;
     if (!complete) {
@@ -750,6 +902,9 @@ void proxy_cache_response_done(struct cdn_session *s, bool complete)
 
 void proxy_cache_reset(struct cdn_session *s)
 {
+    if (s->pc.share_reader)
+        share_end_reader(s);
+    share_close(s, false);
     lead_done(s, CDN_COLLAPSE_GO); /* an exchange that ends early still releases its waiters */
     cdn_collapse_leave(&s->pc.wait);
     cache_hit_release(&s->pc.hit);

@@ -14,6 +14,7 @@
 #include "lib/buf.h"
 #include "lib/collapse.h"
 #include "lib/conn.h"
+#include "lib/share.h"
 #include "lib/http1.h"
 #include "lib/server.h"
 #include "lib/stats.h"
@@ -42,19 +43,24 @@ struct proxy_cache {
     struct cdn_collapse_wait *wait; /* waiting for a leader */
     unsigned lookups;               /* lookups after the leader stored (its commit may lag) */
     bool collapsed;                 /* served thanks to another request's fetch */
+    struct cdn_share *share;        /* leader: what it shares (a ref); reader: what it reads (a ref) */
+    bool share_reader;              /* s reads share (ST_SHARE_BODY), rather than feeds it */
+    bool share_chunked;             /* the reader frames the shared body as chunked */
+    uint64_t shared;                /* leader: bytes given to the share */
 };
 
 #define SESSION_MAGIC 0x73657373u
 
-#define PROXY_STATE_LIST(X)                           \
-    X(HANDSHAKE, "TLS handshaking")                   \
-    X(IDLE, "waiting for a request")                  \
-    X(HEAD, "reading the request head")               \
-    X(CONNECT, "connecting upstream")                 \
-    X(WAIT_RESP, "waiting for the upstream response") \
-    X(RESP_BODY, "sending the response body")         \
-    X(HIT_BODY, "sending a stored response")          \
-    X(COLLAPSED, "waiting for another request's fetch of the same object")
+#define PROXY_STATE_LIST(X)                                                \
+    X(HANDSHAKE, "TLS handshaking")                                        \
+    X(IDLE, "waiting for a request")                                       \
+    X(HEAD, "reading the request head")                                    \
+    X(CONNECT, "connecting upstream")                                      \
+    X(WAIT_RESP, "waiting for the upstream response")                      \
+    X(RESP_BODY, "sending the response body")                              \
+    X(HIT_BODY, "sending a stored response")                               \
+    X(COLLAPSED, "waiting for another request's fetch of the same object") \
+    X(SHARE_BODY, "sending another request's response as it arrives")
 
 enum sess_state {
 #define X(name, action) ST_##name,
@@ -146,6 +152,8 @@ bool proxy_cache_fill_busy(struct cdn_session *s);
 void proxy_cache_response_done(struct cdn_session *s, bool complete);
 /* DRAIN while a stored body is being sent. */
 void proxy_cache_hit_continue(struct cdn_session *s);
+/* DRAIN (or more data) while another request's response is being relayed. */
+void proxy_cache_share_continue(struct cdn_session *s);
 /* Releases hit and fill (aborting an unfinished fill). */
 void proxy_cache_reset(struct cdn_session *s);
 /* Worker hook: the store's writer drained a busy fill. */

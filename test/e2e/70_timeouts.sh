@@ -117,8 +117,8 @@ def expect_408(s, t0, what):
     if text.count("HTTP/1.") != 1:
         die("%s: more than one response: %r" % (what, text[:500]))
     # request_header is 1s, counted from the first byte of the head
-    if not 0.8 <= took <= 2.0:
-        die("%s: 408 + close took %.2f s after the first byte, expected 1..2 s" % (what, took))
+    if not 0.8 <= took <= 3.0:  # the upper bound leaves room for a loaded CI machine
+        die("%s: 408 + close took %.2f s after the first byte, expected 1..3 s" % (what, took))
     print("%s: 408 and close after %.2f s" % (what, took))
 
 get = "GET /hello HTTP/1.1\r\nHost: %s\r\n\r\n" % host
@@ -155,8 +155,8 @@ elif scenario == "trickle":
     text = (got + rest).decode("latin-1")
     if not text.startswith("HTTP/1.1 408 "):
         die("expected HTTP/1.1 408, got %r" % text[:300])
-    if not 0.8 <= took <= 2.0:
-        die("408 + close took %.2f s after the first byte, expected 1..2 s (trickling must not "
+    if not 0.8 <= took <= 3.0:  # the upper bound leaves room for a loaded CI machine
+        die("408 + close took %.2f s after the first byte, expected 1..3 s (trickling must not "
             "extend request_header)" % took)
     print("trickled head: 408 and close after %.2f s" % took)
 
@@ -190,8 +190,8 @@ elif scenario == "keepalive":
     data, took = until_eof(s, 5)
     if data:
         die("the idle connection got bytes before it was closed (no 408 for idle): %r" % data[:300])
-    if not 0.8 <= took <= 2.0:
-        die("idle connection closed %.2f s after the last response, expected 1..2 s" % took)
+    if not 0.8 <= took <= 3.0:  # the upper bound leaves room for a loaded CI machine
+        die("idle connection closed %.2f s after the last response, expected 1..3 s" % took)
     print("idle keep-alive connection closed after %.2f s, nothing sent" % took)
 
 elif scenario == "handshake":
@@ -207,8 +207,8 @@ elif scenario == "handshake":
     took = time.monotonic() - t0
     if d:
         die("got bytes from the server: %r" % d[:100])
-    if not 0.8 <= took <= 2.0:
-        die("disconnected after %.2f s, expected 1..2 s" % took)
+    if not 0.8 <= took <= 3.0:  # the upper bound leaves room for a loaded CI machine
+        die("disconnected after %.2f s, expected 1..3 s" % took)
     print("silent TCP client disconnected after %.2f s" % took)
 
 else:
@@ -246,7 +246,7 @@ between() {
 # --- upstream_response: the regional's 504 passes through the edge ---
 timed_get edge_pass /slow/3000
 assert_eq "$CODE" 504 "status of /slow/3000 with the regional's upstream_response 1s"
-between "$SECS" 0.8 2.5 "504 from the regional"
+between "$SECS" 0.8 3.5 "504 from the regional"
 assert_contains "$(cat "$T/b")" "504" "body of the regional's 504"
 # forwarded by the edge: it carries the edge's Via; and the regional is the one that timed out
 assert_contains "$(tr -d '\r' <"$T/h" | tr '[:upper:]' '[:lower:]')" "via: 1.1 cdn-edge" \
@@ -259,7 +259,7 @@ assert_eq "$(grep -c '^GET /slow/3000$' "$T/origin.log")" 1 "/slow/3000 requests
 # --- upstream_response: the edge's own, shorter timer ---
 timed_get edge_short /slow/3000
 assert_eq "$CODE" 504 "status of /slow/3000 with the edge's upstream_response 1s"
-between "$SECS" 0.8 2.5 "504 from the edge"
+between "$SECS" 0.8 3.5 "504 from the edge"
 assert_contains "$(cat "$T/b")" "504" "body of the edge's 504"
 log_has edge_short "timed out while waiting for the upstream response" ||
     fail "edge_short logged no upstream timeout: $(tail -n 5 "$T/edge_short.err")"
@@ -281,7 +281,7 @@ log_has edge_refused "connection refused" ||
 # --- upstream connect: TCP accepted, TLS never answered -> 504 after upstream_connect 1s ---
 timed_get edge_silent /hello
 assert_eq "$CODE" 504 "status with an upstream that never answers the TLS handshake"
-between "$SECS" 0.8 2.5 "504 for a silent upstream"
+between "$SECS" 0.8 3.5 "504 for a silent upstream"
 log_has edge_silent "connect timed out" ||
     fail "edge_silent logged no connect timeout: $(tail -n 5 "$T/edge_silent.err")"
 

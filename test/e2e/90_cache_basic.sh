@@ -2,13 +2,17 @@
 # The HTTP cache of both tiers (RFC 9111), basics: a miss is stored by the regional and the edge
 # (Cache-Status members in that order), a fresh hit at the edge reaches neither the regional nor the
 # origin, Age grows while an object sits in the cache, a second edge with an empty store gets a hit
-# from the regional, no-store/private are never stored, a Last-Modified without freshness gets a
-# heuristic lifetime, HEAD is answered from a stored GET, multi-chunk bodies come back intact, objects
-# over max_object_size pass through unstored, an unsafe method invalidates its URL (and Location),
-# the query is part of the key but ignore_params are not, and a client's no-cache revalidates.
+# from the regional, no-store/private/Set-Cookie/Authorization responses are never stored, a
+# Last-Modified without freshness gets a heuristic lifetime, HEAD is answered from a stored GET (and
+# a cold HEAD stores nothing), multi-chunk bodies come back intact, objects over max_object_size pass
+# through unstored, an unsafe method invalidates its URL (and Location), the query is part of the key
+# but ignore_params are not, CDN-Cache-Control wins over Cache-Control, only-if-cached never goes
+# upstream, and a client's no-cache makes both tiers revalidate.
 #
 # Which tier answered: origin_count (requests at the origin), access_count regional (requests that
-# reached the regional) and the last Cache-Status member (the edge's).
+# reached the regional) and the last Cache-Status member (the edge's). A hit at the regional alone
+# needs an edge without the object: a second edge with its own empty store (a client's no-cache
+# would not do, it travels end to end and makes the regional revalidate too).
 set -eu
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -119,6 +123,13 @@ assert_eq "$(cat "$T/conns")" 0 "new connections for the GET after the HEAD (kee
 assert_eq "$(sha256_of "$T/body2")" "$(pattern_sha256 1234)" "GET after HEAD on the same connection"
 unchanged "$o" "$r" "HEAD and GET answered from the edge's cache"
 
+# a HEAD on a cold key is forwarded and not stored: the GET that follows gets the body
+ecurl -I -o /dev/null "$EDGE/bytes/777?$MA" || fail "HEAD /bytes/777: curl exit $?"
+settle
+fetch "/bytes/777?$MA"
+assert_eq "$(sha256_of "$T/body")" "$(pattern_sha256 777)" "GET /bytes/777 after a HEAD on the cold key"
+assert_contains "$CS" "cdn-node-edge; fwd=uri-miss; fwd-status=200; stored" "Cache-Status of GET after a HEAD on a cold key"
+
 # --- multi-chunk bodies (the store's chunks are 256 KiB) come back intact, also to a slow reader ------
 for u in bytes/3000000 chunked/3000000; do
     fetch "/$u?$MA"
@@ -212,6 +223,43 @@ assert_match "$CS" "cdn-node-regional; hit; ttl=$TTL, edge-two; fwd=uri-miss; .*
     "Cache-Status through the second edge (regional hit despite utm_source)"
 assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional from the second edge"
 assert_eq "$(origin_count)" $((o + 2)) "requests at the origin after the second edge's request"
+
+# --- more responses that are never stored: Set-Cookie, Authorization without public ---------------------
+for i in 1 2; do
+    o=$(origin_count)
+    fetch "/cookie?$MA&hdr=Set-Cookie:session%3Dsecret"
+    assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after a Set-Cookie response ($i)"
+    assert_not_contains "$CS" "stored" "Cache-Status of a Set-Cookie response ($i)"
+    o=$(origin_count)
+    fetch "/auth?$MA" -H 'Authorization: Bearer x'
+    assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after a request with Authorization ($i)"
+    assert_match "$LAST_CS" "cdn-node-edge; fwd=uri-miss; fwd-status=200; detail=auth" \
+        "Cache-Status of a response to Authorization without public ($i)"
+    settle
+done
+# ... but Authorization with a public response is stored (RFC 9111 3.5)
+fetch "/auth-public?hdr=Cache-Control:public,%20max-age%3D60" -H 'Authorization: Bearer x'
+assert_contains "$CS" "cdn-node-edge; fwd=uri-miss; fwd-status=200; stored" "Cache-Status of a public response to Authorization"
+
+# --- CDN-Cache-Control (RFC 9213) wins over Cache-Control for both tiers -----------------------------------
+fetch "/targeted?hdr=Cache-Control:no-store&hdr=CDN-Cache-Control:max-age%3D600"
+assert_match "$CS" "cdn-node-regional; fwd=uri-miss; fwd-status=200; stored; ttl=(59[0-9]|600), cdn-node-edge; fwd=uri-miss; fwd-status=200; stored; ttl=(59[0-9]|600)" \
+    "Cache-Status of Cache-Control: no-store + CDN-Cache-Control: max-age=600"
+assert_eq "$(header_of Cache-Control)" "no-store" "Cache-Control forwarded unchanged to the client"
+o=$(origin_count)
+settle
+fetch "/targeted?hdr=Cache-Control:no-store&hdr=CDN-Cache-Control:max-age%3D600"
+assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=(59[0-9]|600)" "Cache-Status of the CDN-Cache-Control object, second time"
+assert_eq "$(origin_count)" "$o" "requests at the origin for the CDN-Cache-Control object"
+
+# --- only-if-cached on a miss: 504 from the edge, nothing upstream (RFC 9111 5.2.1.7) ----------------------
+o=$(origin_count) r=$(access_count regional)
+fetch "/never-stored?$MA" -H 'Cache-Control: only-if-cached'
+assert_eq "$CODE" 504 "status of only-if-cached on a miss"
+unchanged "$o" "$r" "only-if-cached on a miss"
+fetch "/a?$MA" -H 'Cache-Control: only-if-cached'
+assert_eq "$CODE" 200 "status of only-if-cached on a stored object"
+assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status of only-if-cached on a stored object"
 
 # --- a client's Cache-Control: no-cache: both tiers revalidate with the origin (RFC 9111 5.2.1.4) -----
 # (so it cannot be used to make only the edge skip its copy: the directive travels end to end)

@@ -67,7 +67,7 @@ sleep_until_second_start
 fetch "/files/a.bin?$MA"
 assert_eq "$CODE" 200 "status of the first GET /files/a.bin"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of the first GET /files/a.bin"
-assert_match "$CS" "cdn-node-regional; fwd=uri-miss; fwd-status=200; stored; ttl=[23], cdn-node-edge; fwd=uri-miss; fwd-status=200; stored; ttl=[123]" \
+assert_match "$CS" "cdn-node-regional; fwd=uri-miss; fwd-status=200; stored; ttl=[0-3], cdn-node-edge; fwd=uri-miss; fwd-status=200; stored; ttl=[0-3]" \
     "Cache-Status of the first GET /files/a.bin"
 assert_eq "$(header_of ETag)" "$ETAG1" "ETag of /files/a.bin"
 settle
@@ -124,7 +124,7 @@ fetch "/files/a.bin?$MA"
 assert_eq "$CODE" 200 "status of GET /files/a.bin after the change"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of GET /files/a.bin after the change (new content)"
 assert_eq "$(header_of ETag)" "$ETAG2" "ETag of GET /files/a.bin after the change"
-assert_match "$CS" "cdn-node-regional; fwd=stale; fwd-status=200; stored; ttl=[23], cdn-node-edge; fwd=stale; fwd-status=200; stored; ttl=[123]" \
+assert_match "$CS" "cdn-node-regional; fwd=stale; fwd-status=200; stored; ttl=[0-3], cdn-node-edge; fwd=stale; fwd-status=200; stored; ttl=[0-3]" \
     "Cache-Status of a revalidation answered 200 by the origin"
 assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after the change"
 assert_contains "$(tail -n1 "$T/origin.log")" "inm=$ETAG1" "the origin's log of the revalidation with the old ETag"
@@ -176,6 +176,26 @@ for i in 1 2; do
     assert_match "$(tail -n1 "$T/origin.log")" ".* conditional" "the origin's log of no-cache GET $i"
     assert_match "$CS" "cdn-node-regional; fwd=stale; fwd-status=304; ttl=-?[0-9]+, cdn-node-edge; fwd=stale; fwd-status=304; ttl=-?[0-9]+" \
         "Cache-Status of no-cache GET $i"
+    settle
+done
+
+# --- the client forces a revalidation of a fresh object (no-cache, max-age=0): 304, fwd=request ------------
+# RFC 9211 2.2 / docs/CACHING.md 10: fwd=request when "the request forced it", fwd=stale only for a
+# stale object. (Last in this file: a failure here leaves the checks above meaningful.)
+put_file rq.bin 20000
+RQ='hdr=Cache-Control:max-age%3D60'
+fetch "/files/rq.bin?$RQ"
+settle
+for cc in no-cache max-age=0; do
+    sleep 1.1 # age >= 1 (also after the previous revalidation restarted it), so that max-age=0 applies
+    o=$(origin_count)
+    fetch "/files/rq.bin?$RQ" -H "Cache-Control: $cc"
+    assert_eq "$CODE" 200 "status of a request with Cache-Control: $cc"
+    assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-rq.bin")" "body of a request with Cache-Control: $cc"
+    assert_eq "$(origin_count)" $((o + 1)) "requests at the origin for Cache-Control: $cc"
+    assert_match "$(tail -n1 "$T/origin.log")" ".* conditional" "the origin's log for Cache-Control: $cc"
+    assert_match "$CS" "cdn-node-regional; fwd=request; fwd-status=304; ttl=[0-9]+, cdn-node-edge; fwd=request; fwd-status=304; ttl=[0-9]+" \
+        "Cache-Status of a fresh object revalidated because the request said Cache-Control: $cc"
     settle
 done
 

@@ -333,19 +333,24 @@ start_origin_docroot() {
 }
 
 # cache_config FILE NAME [LINE...]: appends a cache: block to the config FILE: path cache-NAME (in $T),
-# size 64MiB, then each LINE ("key: value") inside the block. Also an access log, $T/NAME.access.
+# size 64MiB (unless a LINE sets size), then each LINE ("key: value") inside the block. Also an access
+# log, $T/NAME.access, and NODE_YAML (top-level YAML, e.g. 'admin: {port: 0}') when it is set.
 cache_config() {
     local f=$1 name=$2 l
     shift 2
     {
         echo "cache:"
         echo "  path: cache-$name"
-        echo "  size: 64MiB"
+        case " $* " in
+        *" size:"*) ;;
+        *) echo "  size: 64MiB" ;;
+        esac
         for l in "$@"; do
             echo "  $l"
         done
         echo "log:"
         echo "  access: $name.access"
+        [ -z "${NODE_YAML:-}" ] || printf '%s\n' "$NODE_YAML"
     } >>"$f"
 }
 
@@ -390,6 +395,7 @@ access_count() {
 # fetch PATH [CURL_ARGS...]: a customer's request to $EDGE (override with FETCH_BASE): body in $T/body,
 # response head in $T/head; sets CODE (status), CS (Cache-Status value; "" if none), AGE, LAST_CS
 # (the last Cache-Status member: the edge's) and SECS (the request's wall time, e.g. 0.042).
+# shellcheck disable=SC2034 # CODE, SECS, AGE and LAST_CS are for the caller
 fetch() {
     local p=$1 out
     shift
@@ -397,14 +403,10 @@ fetch() {
     out=$(ecurl -D "$T/head" -o "$T/body" -w '%{http_code} %{time_total}' "$@" "${FETCH_BASE:-$EDGE}$p") ||
         fail "GET $p: curl exit $?"
     [ -f "$T/body" ] || : >"$T/body"
-    # shellcheck disable=SC2034 # CODE, SECS, AGE and LAST_CS are for the caller
     CODE=${out% *}
-    # shellcheck disable=SC2034
     SECS=${out#* }
     CS=$(header_of Cache-Status)
-    # shellcheck disable=SC2034
     AGE=$(header_of Age)
-    # shellcheck disable=SC2034
     LAST_CS=${CS##*, }
 }
 

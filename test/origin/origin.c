@@ -99,8 +99,10 @@ struct conn {
     uint64_t body_left;
     bool body_done;
     struct cdn_http_chunked dec;
-    char *extra;     /* response headers asked for with hdr=, "Name: Value\r\n"... */
-    char *inm, *ims; /* If-None-Match (all lines, joined with ", ") and If-Modified-Since, or NULL */
+    char *extra;       /* response headers asked for with hdr=, "Name: Value\r\n"... */
+    char *inm, *ims;   /* If-None-Match (all lines, joined with ", ") and If-Modified-Since, or NULL */
+    uint64_t delay_ms; /* delay=MS in the query (/vary) */
+    char *slow_body;   /* what on_slow answers instead of "slow\n" */
 
     /* /files/NAME */
     uv_work_t work;
@@ -214,6 +216,7 @@ static void conn_maybe_free(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     free(c->read_buf);
+    free(c->slow_body);
     free(c->inm);
     free(c->ims);
     if (c->prev != NULL)
@@ -407,7 +410,10 @@ static void on_slow(uv_timer_t *t)
     CDN_CHECK_OBJ(c, CONN_MAGIC);
     if (c->closing || c->src != SRC_SLOW)
         return;
-    send_fixed(c, 200, "slow\n", 5);
+    if (c->slow_body != NULL)
+        send_fixed(c, 200, c->slow_body, strlen(c->slow_body));
+    else
+        send_fixed(c, 200, "slow\n", 5);
     conn_pump(c);
 }
 
@@ -493,6 +499,9 @@ static void parse_query(struct conn *c, const char *q, size_t n)
         size_t len = amp ? (size_t)(amp - q) : n;
         if (len > 4 && memcmp(q, "hdr=", 4) == 0)
             add_query_header(c, q + 4, len - 4);
+        else if (len > 6 && memcmp(q, "delay=", 6) == 0 &&
+                 !parse_u64(q + 6, len - 6, MAX_SLOW_MS, &c->delay_ms))
+            c->delay_ms = 0;
         if (amp == NULL)
             break;
         n -= len + 1;
@@ -825,6 +834,13 @@ static void send_vary(struct conn *c, const struct cdn_http_request *r)
         cdn_xasprintf("Date: %s\r\nVary: Accept-Language\r\n%s", date, c->extra != NULL ? c->extra : "");
     free(c->extra);
     c->extra = hdrs;
+    if (c->delay_ms > 0) { /* answered by on_slow */
+        free(c->slow_body);
+        c->slow_body = full;
+        c->src = SRC_SLOW;
+        uv_timer_start(&c->timer, on_slow, c->delay_ms, 0);
+        return;
+    }
     send_fixed(c, 200, full, strlen(full));
     free(full);
 }
@@ -952,6 +968,9 @@ static void request_reset(struct conn *c)
     free(c->inm);
     free(c->ims);
     c->inm = c->ims = NULL;
+    free(c->slow_body);
+    c->slow_body = NULL;
+    c->delay_ms = 0;
 }
 
 /* Consumes request body bytes: echoed when the response is the echo, dropped otherwise.
@@ -1145,7 +1164,7 @@ static void usage(FILE *f)
             "                If-None-Match matches (weak comparison, lists, *) or, without\n"
             "                If-None-Match, when If-Modified-Since >= the mtime; 404 if absent\n"
             "  /vary         200, Vary: Accept-Language, body = the request's Accept-Language and\n"
-            "                \"\\n\" (\"(none)\\n\" without one)\n"
+            "                \"\\n\" (\"(none)\\n\" without one); ?delay=MS answers MS ms late\n"
             "  anything else 200 \"origin: TARGET\\n\"\n"
             "  ?hdr=Name:Value (repeatable, %%XX-decoded, '+' stays '+') adds a response header to any\n"
             "                of them; names must be tokens, values printable.\n"

@@ -19,8 +19,10 @@ int main(void)
     srunner_add_suite(sr, suite_store());
     srunner_add_suite(sr, suite_evict());
     srunner_add_suite(sr, suite_key());
+    srunner_add_suite(sr, suite_collapse());
     srunner_add_suite(sr, suite_stats());
     srunner_add_suite(sr, suite_admin());
+    srunner_add_suite(sr, suite_certcheck());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -15,7 +15,9 @@ Suite *suite_entry(void);
 Suite *suite_store(void);
 Suite *suite_evict(void);
 Suite *suite_key(void);
+Suite *suite_collapse(void);
 Suite *suite_stats(void);
 Suite *suite_admin(void);
+Suite *suite_certcheck(void);
 
 #endif
