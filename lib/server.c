@@ -14,6 +14,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "lib/collapse.h"
 #include "lib/log.h"
 #include "lib/pool.h"
@@ -103,6 +107,48 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
 static bool admin_ready(void *ctx);
 static int admin_purge(void *ctx, const char *url, size_t len);
 
+static int64_t asn1_epoch(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* Registers certificate_expiry_seconds series for every certificate (or CRL) of file. */
+static void add_expiry_series(struct cdn_server *s, const char *kind, const char *file)
+{
+    if (file == NULL)
+        return;
+    if (strcmp(kind, "crl") == 0) {
+        BIO *bio = BIO_new_file(file, "r");
+        X509_CRL *crl;
+        while (bio != NULL && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+            char issuer[256];
+            X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+            cdn_stats_extra_add(&s->cert_series, CDN_STAT_certificate_expiry_seconds,
+                                (const char *const[]){kind, file, issuer},
+                                asn1_epoch(X509_CRL_get0_nextUpdate(crl)), true);
+            X509_CRL_free(crl);
+        }
+        BIO_free(bio);
+        ERR_clear_error();
+        return;
+    }
+    char *err = NULL;
+    STACK_OF(X509) *sk = cdn_tls_load_certs(file, &err);
+    free(err);
+    for (int i = 0; sk != NULL && i < sk_X509_num(sk); i++) {
+        X509 *x = sk_X509_value(sk, i);
+        char subject[256];
+        X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+        cdn_stats_extra_add(&s->cert_series, CDN_STAT_certificate_expiry_seconds,
+                            (const char *const[]){kind, file, subject}, asn1_epoch(X509_get0_notAfter(x)),
+                            true);
+    }
+    sk_X509_pop_free(sk, X509_free);
+}
+
 static bool remap_needs_tls(const struct cdn_remap *r)
 {
     for (size_t i = 0; i < r->nrules; i++) {
@@ -116,6 +162,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
                     char **err)
 {
     memset(s, 0, sizeof(*s));
+    cdn_stats_extra_init(&s->cert_series);
     s->conf = conf;
     s->policy = *policy;
     s->via = cdn_xstrdup(conf->via != NULL ? conf->via : "cdn-node");
@@ -181,6 +228,18 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
             return -1;
         }
     }
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        const struct cdn_conf_listener *lc = &conf->listeners[i];
+        if (!lc->tls)
+            continue;
+        add_expiry_series(s, "server", lc->certificate);
+        add_expiry_series(s, "ca", lc->ca_file);
+        add_expiry_series(s, "crl", lc->crl_file);
+    }
+    if (remap_needs_tls(s->remap)) {
+        add_expiry_series(s, "client", conf->upstream.client_certificate);
+        add_expiry_series(s, "ca", conf->upstream.ca_file);
+    }
     if (remap_needs_tls(s->remap)) {
         char *e = NULL;
         s->upstream_ctx = cdn_tls_client_ctx_new(&conf->upstream, &e);
@@ -202,6 +261,8 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
     for (unsigned i = 0; i < s->nworkers; i++)
         cdn_stats_accumulate(sum, &s->workers[i].stats);
     cdn_stats_set(sum, CDN_STAT_start_time_seconds, (uint64_t)s->start_time);
+    cdn_stats_set(sum, CDN_STAT_reload_last_success, 1); /* no reload has failed (none ran yet) */
+    cdn_stats_extra_copy(extra, &s->cert_series);
     if (s->store != NULL) {
         struct cache_store_stats st;
         cache_store_stats(s->store, &st);
@@ -477,6 +538,7 @@ void cdn_server_dispose(struct cdn_server *s)
     SSL_CTX_free(s->upstream_ctx);
     cache_store_close(&s->store); /* every session (hit, fill) is gone by now */
     free(s->cache_name);
+    cdn_stats_extra_dispose(&s->cert_series);
     cdn_collapse_free(&s->collapse);
     cdn_remap_free(&s->remap);
     free(s->listeners);

@@ -78,7 +78,8 @@ struct cdn_server {
     /* the admin listener */
     struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */
     struct cdn_admin_ops admin_ops;
-    _Atomic bool ready; /* listeners up and not stopping (/readyz) */
+    _Atomic bool ready;                 /* listeners up and not stopping (/readyz) */
+    struct cdn_stats_extra cert_series; /* expiry of every certificate and CRL loaded; fixed after init */
     int64_t start_time;
 };
 

@@ -704,4 +704,19 @@ stats_expect edge-dead "an upstream connect refused" \
 admin_req edge-dead GET /readyz
 assert_eq "$ACODE" 200 "status of /readyz on an edge whose upstream is down (it still serves)"
 
+# --- certificate expiry: every loaded certificate has a series, with the seconds it has left ------------
+for n in edge regional; do
+    admin_req "$n" GET /metrics
+    assert_contains "$ABODY" "cdn_reload_last_success{role=\"$n\"} 1" "reload_last_success on the $n"
+    for kind in server ca; do
+        line=$(printf '%s\n' "$ABODY" | grep "^cdn_certificate_expiry_seconds{role=\"$n\",kind=\"$kind\"" | head -1)
+        [ -n "$line" ] || fail "no certificate_expiry_seconds series of kind $kind on the $n"
+        left=${line##* }
+        [ "$left" -gt 86400 ] || fail "$n: $kind certificate expiry $left s: the dev PKI lasts 825 days"
+    done
+done
+admin_req edge GET /metrics
+printf '%s\n' "$ABODY" | grep -q 'kind="client",file="[^"]*pki/edge-client.crt"' ||
+    fail "no series for the edge's client certificate"
+
 stop_all
