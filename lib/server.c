@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "lib/certcheck.h"
 #include "lib/collapse.h"
 #include "lib/log.h"
 #include "lib/pool.h"
@@ -149,6 +150,50 @@ static void add_expiry_series(struct cdn_server *s, const char *kind, const char
     sk_X509_pop_free(sk, X509_free);
 }
 
+/* Every certificate the node loads is judged like `cdn-node ca-check` does (lib/certcheck.c): errors
+ * in a server or client certificate, or in a CA bundle that decides who may connect, refuse the
+ * config; an upstream CA bundle (often the system's, with old roots in it) and everything else only
+ * warn. */
+static int check_one(const struct cdn_server *s, enum cdn_certcheck_kind kind, const char *file, bool strict,
+                     const struct cdn_conf_pos *pos, const char *what, char **err)
+{
+    if (file == NULL)
+        return 0;
+    struct cdn_certcheck_opts o;
+    cdn_certcheck_opts_init(&o, kind);
+    char *e = NULL, *w = NULL;
+    int rc = cdn_certcheck_verify_file(file, &o, &e, &w);
+    if (w != NULL)
+        cdn_log(CDN_LOG_WARN, "%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what, w);
+    if (rc != 0 && !strict && e != NULL)
+        cdn_log(CDN_LOG_WARN, "%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what, e);
+    if (rc != 0 && strict)
+        *err = cdn_xasprintf("%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what,
+                             e != NULL ? e : "cannot be read");
+    free(e);
+    free(w);
+    return rc != 0 && strict ? -1 : 0;
+}
+
+static int check_material(const struct cdn_server *s, char **err)
+{
+    const struct cdn_conf *conf = s->conf;
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        const struct cdn_conf_listener *l = &conf->listeners[i];
+        if (!l->tls)
+            continue;
+        if (check_one(s, CDN_CERTCHECK_KIND_SERVER, l->certificate, true, &l->pos, "listener certificate",
+                      err) != 0 ||
+            check_one(s, CDN_CERTCHECK_KIND_CA, l->ca_file, true, &l->pos, "listener ca_file", err) != 0)
+            return -1;
+    }
+    const struct cdn_conf_upstream *u = &conf->upstream;
+    if (check_one(s, CDN_CERTCHECK_KIND_CLIENT, u->client_certificate, true, &u->pos,
+                  "upstream client_certificate", err) != 0)
+        return -1;
+    return check_one(s, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, "upstream ca_file", err);
+}
+
 static bool remap_needs_tls(const struct cdn_remap *r)
 {
     for (size_t i = 0; i < r->nrules; i++) {
@@ -250,6 +295,8 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
             return -1;
         }
     }
+    if (check_material(s, err) != 0)
+        return -1;
     return 0;
 }
 
