@@ -108,11 +108,24 @@ check: all asan layering format-check unit fuzz-replay e2e
 run: all
 	@sh scripts/run-dev.sh
 
+# The systemd unit always goes to PREFIX/share/cdn-node/systemd/ (with ExecStart pointing at
+# PREFIX/bin); set SYSTEMDUNITDIR (e.g. /usr/lib/systemd/system, or /etc/systemd/system for a
+# /usr/local install) to install it where systemd looks as well. See docs/OPERATIONS.md.
+SYSTEMDUNITDIR ?=
 install: build/cdn-node
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/cdn-node/etc $(DESTDIR)$(PREFIX)/share/doc/cdn-node
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/cdn-node/etc $(DESTDIR)$(PREFIX)/share/doc/cdn-node \
+	  $(DESTDIR)$(PREFIX)/share/cdn-node/systemd $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 build/cdn-node $(DESTDIR)$(PREFIX)/bin/cdn-node
 	install -m 0644 etc/*.yaml $(DESTDIR)$(PREFIX)/share/cdn-node/etc/
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/cdn-node/
+	install -m 0644 dist/cdn-node.1 $(DESTDIR)$(PREFIX)/share/man/man1/cdn-node.1
+	sed 's|/usr/bin/cdn-node|$(PREFIX)/bin/cdn-node|g' dist/cdn-node@.service \
+	  >$(DESTDIR)$(PREFIX)/share/cdn-node/systemd/cdn-node@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/cdn-node/systemd/cdn-node@.service
+	if [ -n "$(SYSTEMDUNITDIR)" ]; then \
+	  install -d $(DESTDIR)$(SYSTEMDUNITDIR) && \
+	  install -m 0644 $(DESTDIR)$(PREFIX)/share/cdn-node/systemd/cdn-node@.service $(DESTDIR)$(SYSTEMDUNITDIR)/; \
+	fi
 
 FMT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
@@ -134,3 +147,11 @@ bench-evict: build/evict-bench
 	./build/evict-bench
 build/evict-bench: build/rel/obj/bench/evict_bench.o build/rel/obj/cache/evict.o build/rel/obj/lib/util.o
 	$(CC) -o $@ $^ $(PKG_LIBS) -lm
+
+# Edge cache hits, cdn-node vs nginx in the same two-tier mTLS topology (bench/cache_hit.sh): wrk over
+# HTTPS keep-alive, 1 KiB and 100 KiB, 1 and 2 workers; about 5 minutes. Installs wrk and nginx when
+# run as root. Table on stdout and in build/bench-cache.md; see bench/README.md.
+.PHONY: bench-cache
+bench: bench-cache
+bench-cache:
+	bash bench/cache_hit.sh

@@ -104,9 +104,9 @@ struct conf_cmd {
     size_t pos_offset;             /* CMD_POS */
 };
 
-static conf_handler set_role, set_listeners, set_remap, set_ignore_params;
+static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni;
 static conf_post listener_post, upstream_post;
-static conf_check check_token, check_name, check_ip, check_hostport, check_hostname;
+static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
                                                      {"request", CDN_CLIENT_AUTH_REQUEST},
@@ -122,6 +122,13 @@ static const struct conf_enum verify_properties_enums[] = {
 static const struct conf_enum crl_check_enums[] = {{"leaf", CDN_CRL_LEAF}, {"chain", CDN_CRL_CHAIN}, {0}};
 static const struct conf_enum crl_expired_enums[] = {
     {"reject", CDN_CRL_EXPIRED_REJECT}, {"warn", CDN_CRL_EXPIRED_WARN}, {0}};
+
+static const struct conf_enum verify_client_enums[] = {{"NONE", CDN_CLIENT_AUTH_NONE},
+                                                       {"MODERATE", CDN_CLIENT_AUTH_REQUEST},
+                                                       {"STRICT", CDN_CLIENT_AUTH_REQUIRE},
+                                                       {0}};
+static const struct conf_enum host_sni_policy_enums[] = {
+    {"enforce", CDN_HOST_SNI_ENFORCE}, {"permissive", CDN_HOST_SNI_PERMISSIVE}, {0}};
 
 static const struct conf_enum log_level_enums[] = {
     {"error", CDN_LOG_ERROR}, {"warn", CDN_LOG_WARN}, {"info", CDN_LOG_INFO}, {"debug", CDN_LOG_DEBUG}, {0}};
@@ -157,6 +164,26 @@ static const struct conf_cmd listener_cmds[] = {
     {.key = "crl_expired", .type = CT_ENUM, .offset = L(crl_expired), .enums = crl_expired_enums},
     {0}};
 #undef L
+
+#define SN(f) offsetof(struct cdn_conf_sni_rule, f)
+static const struct conf_cmd sni_cmds[] = {
+    {.key = "fqdn",
+     .type = CT_STR,
+     .offset = SN(fqdn),
+     .flags = CMD_REQUIRED,
+     .check = check_fqdn,
+     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},
+    {.key = "verify_client", .type = CT_ENUM, .offset = SN(verify_client), .enums = verify_client_enums},
+    {.key = "verify_client_ca_certs",
+     .type = CT_PATH,
+     .offset = SN(ca_file),
+     .flags = CMD_POS,
+     .pos_offset = SN(ca_file_pos)},
+    {.key = "certificate", .type = CT_PATH, .offset = SN(certificate)},
+    {.key = "key", .type = CT_PATH, .offset = SN(key)},
+    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
+    {0}};
+#undef SN
 
 #define U(f) offsetof(struct cdn_conf_upstream, f)
 static const struct conf_cmd upstream_cmds[] = {
@@ -194,6 +221,7 @@ static const struct conf_cmd timeout_cmds[] = {
     {.key = "upstream_connect", .type = CT_MSEC, .offset = T(upstream_connect_ms)},
     {.key = "upstream_response", .type = CT_MSEC, .offset = T(upstream_response_ms)},
     {.key = "upstream_idle", .type = CT_MSEC, .offset = T(upstream_idle_ms)},
+    {.key = "drain", .type = CT_MSEC, .offset = T(drain_ms)},
     {0}};
 #undef T
 
@@ -265,6 +293,13 @@ static const struct conf_cmd top_cmds[] = {
      .sub = listener_cmds,
      .flags = CMD_REQUIRED | CMD_SEQ,
      .what = "a sequence of listener maps"},
+    {.key = "sni",
+     .type = CT_CUSTOM,
+     .handler = set_sni,
+     .sub = sni_cmds,
+     .flags = CMD_SEQ,
+     .what = "a sequence of SNI rule maps"},
+    {.key = "host_sni_policy", .type = CT_ENUM, .offset = C(host_sni_policy), .enums = host_sni_policy_enums},
     {.key = "remap",
      .type = CT_CUSTOM,
      .handler = set_remap,
@@ -612,6 +647,17 @@ static bool check_dns_name(const char *s, size_t n)
 static bool check_hostname(const char *s)
 {
     return check_dns_name(s, strlen(s));
+}
+
+/* An SNI rule's fqdn: '' (no SNI), a DNS name, or "*." and a DNS name (the left-most label only). */
+static bool check_fqdn(const char *s)
+{
+    if (s[0] == '\0')
+        return true;
+    if (s[0] == '*' && s[1] == '.')
+        s += 2;
+    size_t n = strlen(s);
+    return check_dns_name(s, n) && s[0] != '.' && s[n - 1] != '.' && strstr(s, "..") == NULL;
 }
 
 static bool check_hostport(const char *s)
@@ -1103,6 +1149,57 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
     }
 }
 
+#define CONF_MAX_SNI 1024
+
+static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                    void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems > CONF_MAX_SNI) {
+        conf_err(ld, v->pos, key, "too many rules (%zu, at most %d)", v->nitems, CONF_MAX_SNI);
+        return;
+    }
+    conf->sni = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->sni));
+    conf->nsni = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_sni_rule *r = &conf->sni[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+
+        r->verify_client = CDN_CLIENT_AUTH_UNSET;
+        r->pos = e->pos;
+        if (e->kind == NODE_MAP) {
+            walk_map(ld, e, ikey, cmd->sub, r, seen);
+            if ((r->certificate == NULL) != (r->key == NULL))
+                sub_err(ld, e->pos, ikey, r->certificate == NULL ? "certificate" : "key",
+                        "certificate and key go together");
+        } else if (e->kind != NODE_BAD) {
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        }
+        if (r->fqdn != NULL) {
+            for (char *p = r->fqdn; *p != '\0'; p++)
+                *p = (char)tolower((unsigned char)*p);
+            for (size_t j = 0; j < i; j++) {
+                if (conf->sni[j].fqdn != NULL && strcmp(conf->sni[j].fqdn, r->fqdn) == 0) {
+                    char *fkey = cdn_xasprintf("%s.fqdn", ikey);
+                    conf_err(ld, seen_get(sni_cmds, seen, "fqdn")->pos, fkey,
+                             "duplicate fqdn \"%s\" (also %s[%zu] at %d:%d)", r->fqdn, key, j,
+                             conf->sni[j].pos.line, conf->sni[j].pos.col);
+                    free(fkey);
+                    break;
+                }
+            }
+        }
+        free(ikey);
+    }
+}
+
 static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
                           const struct node *const *seen)
 {
@@ -1203,6 +1300,7 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->timeouts.upstream_connect_ms = 5000;
     conf->timeouts.upstream_response_ms = 30000;
     conf->timeouts.upstream_idle_ms = 30000;
+    conf->timeouts.drain_ms = 30000;
     conf->admin.port = -1;
     conf->cache.size = 1ull << 30;
     conf->cache.max_object_size = 64ull << 20;
@@ -1262,6 +1360,14 @@ void cdn_conf_free(struct cdn_conf **confp)
     free(conf->upstream.server_name);
     free(conf->log.error);
     free(conf->log.access);
+    for (size_t i = 0; i < conf->nsni; i++) {
+        free(conf->sni[i].fqdn);
+        free(conf->sni[i].ca_file);
+        free(conf->sni[i].certificate);
+        free(conf->sni[i].key);
+        free(conf->sni[i].crl_file);
+    }
+    free(conf->sni);
     free(conf->via);
     free(conf->path);
     free(conf);

@@ -21,6 +21,7 @@ enum cdn_verify_policy { CDN_VERIFY_ENFORCED = 0, CDN_VERIFY_PERMISSIVE, CDN_VER
 enum cdn_verify_properties { CDN_VERIFY_ALL = 0, CDN_VERIFY_SIGNATURE, CDN_VERIFY_NAME };
 enum cdn_crl_check { CDN_CRL_LEAF = 0, CDN_CRL_CHAIN };
 enum cdn_crl_expired { CDN_CRL_EXPIRED_REJECT = 0, CDN_CRL_EXPIRED_WARN };
+enum cdn_host_sni_policy { CDN_HOST_SNI_ENFORCE = 0, CDN_HOST_SNI_PERMISSIVE }; /* ATS host_sni_policy */
 enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
 
 /* Position of a YAML node, for diagnostics raised after loading (e.g. by a role). */
@@ -42,6 +43,17 @@ struct cdn_conf_listener {
     int crl_check;           /* enum cdn_crl_check: leaf (default) or chain */
     int crl_expired;         /* enum cdn_crl_expired: reject (default) or warn */
     struct cdn_conf_pos pos, client_auth_pos;
+};
+
+/* One per-SNI client-certificate rule (the top-level sni: list, ATS sni.yaml key names; lib/sni.h). */
+struct cdn_conf_sni_rule {
+    char *fqdn;        /* lower-case: "name", "*.suffix" (one or more labels) or "" (no SNI); required */
+    int verify_client; /* enum cdn_client_auth: NONE / MODERATE (request) / STRICT (require);
+                        * UNSET = the listener's level */
+    char *ca_file;     /* verify_client_ca_certs; NULL = the listener's ca_file (and crl_file) */
+    char *certificate, *key; /* per-SNI server certificate; NULL = the listener's */
+    char *crl_file;          /* NULL = the listener's crl_file when ca_file is inherited, else none */
+    struct cdn_conf_pos pos, ca_file_pos;
 };
 
 struct cdn_conf_upstream {
@@ -69,6 +81,7 @@ struct cdn_conf_timeouts {
     uint64_t upstream_connect_ms;  /* TCP connect + TLS handshake to the upstream; default 5s */
     uint64_t upstream_response_ms; /* request sent to response head received; default 30s */
     uint64_t upstream_idle_ms;     /* an idle pooled upstream connection is closed after this; default 30s */
+    uint64_t drain_ms;             /* SIGTERM/SIGINT: in-flight exchanges get this long; default 30s */
 };
 
 struct cdn_conf_limits {
@@ -114,7 +127,10 @@ struct cdn_conf {
     struct cdn_conf_log log;
     struct cdn_conf_cache cache;
     struct cdn_conf_admin admin;
-    char *via; /* pseudonym in Via headers; default "cdn-node" */
+    char *via;                     /* pseudonym in Via headers; default "cdn-node" */
+    struct cdn_conf_sni_rule *sni; /* per-SNI rules, applied to every TLS listener (lib/sni.h) */
+    size_t nsni;
+    int host_sni_policy; /* enum cdn_host_sni_policy; default enforce (421 for Host != SNI) */
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).

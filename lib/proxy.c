@@ -24,6 +24,7 @@
 #include "lib/pool.h"
 #include "lib/proxy.h"
 #include "lib/proxy_int.h"
+#include "lib/sni.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 
@@ -99,8 +100,11 @@ static void session_free(struct cdn_session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     reset_request(s);
+    struct cdn_worker *w = s->w;
     s->magic = 0;
     free(s);
+    if (w->draining && w->sessions == NULL)
+        cdn_server_worker_drained(w);
 }
 
 /* Drops both connections now (errors, truncation) and frees the session. */
@@ -371,6 +375,14 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
     if (rule == NULL) {
         cdn_buf_consume(&s->down->in, head_len);
         proxy_send_error(s, 404, true); /* never an open proxy */
+        return;
+    }
+    /* Host != SNI: a Host whose SNI rule asks more than the connection was verified under */
+    if (s->lis->sni != NULL && s->down->ssl != NULL &&
+        cdn_sni_check_host(s->lis->sni, s->down->ssl, req->host, req->host_len,
+                           (unsigned long long)s->down->id, s->down->peer) == 421) {
+        cdn_buf_consume(&s->down->in, head_len);
+        proxy_send_error(s, 421, true);
         return;
     }
     s->rule = rule;
@@ -959,6 +971,22 @@ struct cdn_session *proxy_session_background(struct cdn_worker *w, const struct 
     s->t_start = cdn_now_ms();
     s->state = ST_IDLE;
     return s;
+}
+
+size_t cdn_proxy_drain(struct cdn_worker *w)
+{
+    size_t left = 0;
+    struct cdn_session *next;
+    for (struct cdn_session *s = w->sessions; s != NULL; s = next) {
+        next = s->next;
+        if (!s->down->sink && (s->state == ST_IDLE || s->state == ST_HANDSHAKE))
+            session_end(s); /* nothing of a request is in progress */
+        else
+            left++;
+    }
+    if (w->sessions == NULL)
+        cdn_server_worker_drained(w);
+    return left;
 }
 
 void cdn_proxy_shutdown(struct cdn_worker *w)

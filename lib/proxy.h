@@ -12,6 +12,11 @@
 
 /* Called by the worker for each connection ready on a listener. */
 void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_stream_t *listener);
+/* The worker starts draining (w->draining and w->stopping are set): ends every session that has no
+ * request in progress (idle keep-alive, still handshaking, waiting for a first request) at once. The
+ * others end after their response (keep-alive is off); when the last one is gone the proxy calls
+ * cdn_server_worker_drained. Returns the number of sessions left in flight. */
+size_t cdn_proxy_drain(struct cdn_worker *w);
 /* Closes every session and connection of the worker (it is stopping). */
 void cdn_proxy_shutdown(struct cdn_worker *w);
 

@@ -25,6 +25,7 @@
 #include "lib/proxy.h"
 #include "lib/proxy_int.h"
 #include "lib/server.h"
+#include "lib/sni.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 
@@ -262,7 +263,8 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         }
         char *e = NULL;
         l->ctx = cdn_tls_server_ctx_new(lc->certificate, lc->key, l->client_auth, lc->ca_file, &e);
-        if (l->ctx != NULL && cdn_tls_server_ctx_policy(l->ctx, lc, &e) != 0) {
+        if (l->ctx != NULL && (cdn_tls_server_ctx_policy(l->ctx, lc, &e) != 0 ||
+                               cdn_sni_attach(l->ctx, conf, lc, l->client_auth, &l->sni, &e) != 0)) {
             SSL_CTX_free(l->ctx);
             l->ctx = NULL;
         }
@@ -450,18 +452,55 @@ static void on_collapse_async(uv_async_t *a)
     proxy_cache_on_collapse_wake(w);
 }
 
+/* Closes everything the worker owns but its `stop` handle (unreferenced; closed by the main thread after
+ * the join), so the loop ends once the close callbacks ran. */
+static void worker_stop(struct cdn_worker *w)
+{
+    if (w->stopped)
+        return;
+    w->stopped = w->stopping = true;
+    for (size_t i = 0; i < w->srv->nlisteners; i++) {
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
+    }
+    cdn_admin_close_all(); /* admin conns have no other owner to close them */
+    cdn_proxy_shutdown(w);
+    uv_close((uv_handle_t *)&w->fill_async, NULL);
+    uv_close((uv_handle_t *)&w->collapse_async, NULL);
+}
+
+/* Stops accepting on the request listeners (the admin listener stays up, so /readyz can say 503), ends
+ * idle sessions and lets the others finish; cdn_server_worker_drained stops the worker after the last. */
+static void worker_drain(struct cdn_worker *w)
+{
+    if (w->draining || w->stopped)
+        return;
+    w->draining = w->stopping = true;
+    for (size_t i = 0; i < w->srv->nlisteners; i++) {
+        if (!w->srv->listeners[i].admin && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
+    }
+    size_t left = cdn_proxy_drain(w); /* may call cdn_server_worker_drained */
+    cdn_log(CDN_LOG_DEBUG, "worker %u: draining, %zu sessions in flight", w->idx, left);
+}
+
+void cdn_server_worker_drained(struct cdn_worker *w)
+{
+    /* Deferred to the loop: this runs inside a session's teardown. */
+    int expected = CDN_WORKER_DRAIN;
+    atomic_compare_exchange_strong(&w->cmd, &expected, CDN_WORKER_STOP);
+    uv_async_send(&w->stop);
+}
+
 static void on_stop(uv_async_t *a)
 {
     struct cdn_worker *w = a->data;
     CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
-    w->stopping = true;
-    for (size_t i = 0; i < w->srv->nlisteners; i++)
-        uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
-    cdn_admin_close_all(); /* admin conns have no other owner to close them */
-    cdn_proxy_shutdown(w);
-    uv_close((uv_handle_t *)&w->stop, NULL);
-    uv_close((uv_handle_t *)&w->fill_async, NULL);
-    uv_close((uv_handle_t *)&w->collapse_async, NULL);
+    int cmd = atomic_load(&w->cmd);
+    if (cmd == CDN_WORKER_DRAIN)
+        worker_drain(w);
+    else if (cmd == CDN_WORKER_STOP)
+        worker_stop(w);
 }
 
 static void worker_main(void *arg)
@@ -482,6 +521,8 @@ static void worker_main(void *arg)
                     uv_strerror(rc));
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_fetch_add(&s->workers_done, 1);
+    uv_async_send(s->main_wake);
 }
 
 static int write_ports_file(const struct cdn_server *s, const char *path)
@@ -503,10 +544,98 @@ out:
     return rc;
 }
 
+/* The main thread's state while running (handles' data point here). */
+struct run_state {
+    struct cdn_server *s;
+    uv_loop_t *loop;
+    uv_timer_t drain_timer;
+    uv_async_t wake;
+    bool draining;
+    bool stopping;
+    uint64_t drain_start;
+};
+
+static const char *signal_name(int signum)
+{
+    return signum == SIGTERM   ? "SIGTERM"
+           : signum == SIGINT  ? "SIGINT"
+           : signum == SIGUSR1 ? "SIGUSR1"
+                               : "a signal";
+}
+
+static void send_workers(struct cdn_server *s, int cmd)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct cdn_worker *w = &s->workers[i];
+        int cur = atomic_load(&w->cmd);
+        while (cur < cmd && !atomic_compare_exchange_weak(&w->cmd, &cur, cmd))
+            ;
+        uv_async_send(&w->stop);
+    }
+}
+
+static uint64_t connections_active(const struct cdn_server *s)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        n += cdn_stats_get(&s->workers[i].stats, CDN_STAT_connections_active);
+    return n;
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct run_state *rs = t->data;
+    rs->stopping = true;
+    cdn_log(CDN_LOG_WARN, "drain: timeouts.drain (%llums) expired, closing %llu connections",
+            (unsigned long long)rs->s->conf->timeouts.drain_ms,
+            (unsigned long long)connections_active(rs->s));
+    send_workers(rs->s, CDN_WORKER_STOP);
+}
+
+/* A worker's loop ended; when all have, the main loop stops. */
+static void on_wake(uv_async_t *a)
+{
+    struct run_state *rs = a->data;
+    if (atomic_load(&rs->s->workers_done) < rs->s->nworkers || !(rs->draining || rs->stopping))
+        return;
+    if (rs->draining && !rs->stopping)
+        cdn_log(CDN_LOG_INFO, "drained in %llums", (unsigned long long)(uv_now(rs->loop) - rs->drain_start));
+    uv_stop(rs->loop);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
-    cdn_log(CDN_LOG_INFO, "received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    uv_stop(sig->loop);
+    struct run_state *rs = sig->data;
+    struct cdn_server *s = rs->s;
+    if (signum == SIGUSR1) {
+        char *err = NULL;
+        if (cdn_log_reopen(&err) != 0) {
+            cdn_log(CDN_LOG_ERROR, "SIGUSR1: %s (the old files stay in use)", err);
+            free(err);
+        } else {
+            cdn_log(CDN_LOG_INFO, "received SIGUSR1, log files reopened");
+        }
+        return;
+    }
+    if (rs->draining) {
+        if (rs->stopping)
+            return;
+        rs->stopping = true;
+        cdn_log(CDN_LOG_INFO, "received %s while draining, stopping now (closing %llu connections)",
+                signal_name(signum), (unsigned long long)connections_active(s));
+        send_workers(s, CDN_WORKER_STOP);
+        return;
+    }
+    rs->draining = true;
+    rs->drain_start = uv_now(rs->loop);
+    atomic_store(&s->ready, false);
+    cdn_log(CDN_LOG_INFO,
+            "received %s, draining: %llu connections (up to %llums; a second signal stops at once)",
+            signal_name(signum), (unsigned long long)connections_active(s),
+            (unsigned long long)s->conf->timeouts.drain_ms);
+    send_workers(s, CDN_WORKER_DRAIN);
+    uv_timer_start(&rs->drain_timer, on_drain_timeout, s->conf->timeouts.drain_ms, 0);
+    on_wake(&rs->wake); /* every worker may have ended already */
 }
 
 int cdn_server_run(struct cdn_server *s, const char *ports_file)
@@ -514,11 +643,20 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t main_loop;
     uv_loop_init(&main_loop);
-    uv_signal_t sigterm, sigint;
+    struct run_state rs = {.s = s, .loop = &main_loop};
+    uv_timer_init(&main_loop, &rs.drain_timer);
+    rs.drain_timer.data = &rs;
+    uv_async_init(&main_loop, &rs.wake, on_wake);
+    rs.wake.data = &rs;
+    s->main_wake = &rs.wake;
+    uv_signal_t sigterm, sigint, sigusr1;
     uv_signal_init(&main_loop, &sigterm);
     uv_signal_init(&main_loop, &sigint);
+    uv_signal_init(&main_loop, &sigusr1);
+    sigterm.data = sigint.data = sigusr1.data = &rs;
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigusr1, on_signal, SIGUSR1);
 
     s->workers = cdn_xcalloc(s->nworkers, sizeof(*s->workers));
     for (unsigned i = 0; i < s->nworkers; i++) {
@@ -530,6 +668,7 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         w->loop.data = w;
         uv_async_init(&w->loop, &w->stop, on_stop);
         w->stop.data = w;
+        uv_unref((uv_handle_t *)&w->stop); /* open until after the join: the main thread may still send */
         uv_async_init(&w->loop, &w->fill_async, on_fill_async);
         w->fill_async.data = w;
         uv_async_init(&w->loop, &w->collapse_async, on_collapse_async);
@@ -554,11 +693,10 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     uv_run(&main_loop, UV_RUN_DEFAULT);
 
     atomic_store(&s->ready, false);
-    for (unsigned i = 0; i < s->nworkers; i++)
-        uv_async_send(&s->workers[i].stop);
     for (unsigned i = 0; i < s->nworkers; i++) {
         struct cdn_worker *w = &s->workers[i];
         uv_thread_join(&w->thread);
+        uv_close((uv_handle_t *)&w->stop, NULL);
         uv_run(&w->loop, UV_RUN_NOWAIT);
         if (uv_loop_close(&w->loop) != 0)
             cdn_log(CDN_LOG_WARN, "worker %u: handles left open at exit", i);
@@ -567,6 +705,10 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     }
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sigusr1, NULL);
+    uv_close((uv_handle_t *)&rs.drain_timer, NULL);
+    uv_close((uv_handle_t *)&rs.wake, NULL);
+    s->main_wake = NULL;
     uv_run(&main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&main_loop);
     if (ports_file != NULL)

@@ -31,10 +31,11 @@ struct cdn_server_policy {
 
 struct cdn_listener_rt {
     const struct cdn_conf_listener *conf;
-    SSL_CTX *ctx;    /* NULL = plain HTTP */
-    int client_auth; /* effective level */
-    int port;        /* the port actually bound */
-    bool admin;      /* the admin listener (lib/admin.c), not the request path */
+    SSL_CTX *ctx;              /* NULL = plain HTTP */
+    int client_auth;           /* effective level */
+    int port;                  /* the port actually bound */
+    bool admin;                /* the admin listener (lib/admin.c), not the request path */
+    const struct cdn_sni *sni; /* per-SNI rules (lib/sni.h), owned by ctx; NULL = none */
 };
 
 struct cdn_session;
@@ -54,8 +55,13 @@ struct cdn_worker {
     uv_async_t fill_async;        /* the store's writer drained a busy fill of this worker */
     uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
     struct cdn_stats stats;       /* this worker's counters: written by its thread only */
-    bool stopping;
+    _Atomic int cmd;              /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
+    bool stopping;                /* no keep-alive, no pooling: set when draining or stopping */
+    bool draining;                /* listeners closed; stops by itself when the last session is gone */
+    bool stopped;                 /* everything closed; the loop ends */
 };
+
+enum { CDN_WORKER_RUN = 0, CDN_WORKER_DRAIN = 1, CDN_WORKER_STOP = 2 };
 
 struct cdn_server {
     struct cdn_conf *conf; /* borrowed; outlives the server */
@@ -81,6 +87,8 @@ struct cdn_server {
     _Atomic bool ready;                 /* listeners up and not stopping (/readyz) */
     struct cdn_stats_extra cert_series; /* expiry of every certificate and CRL loaded; fixed after init */
     int64_t start_time;
+    uv_async_t *main_wake;         /* the main thread's: a worker's loop has ended */
+    _Atomic unsigned workers_done; /* workers whose loop has ended */
 };
 
 /* Builds everything that can fail before serving except sockets: TLS contexts (each error names
@@ -94,8 +102,13 @@ int cdn_server_open_cache(struct cdn_server *s, char **err);
 /* Binds every listener once per worker ("address in use" is reported here). 0 or -1 + *err. */
 int cdn_server_bind(struct cdn_server *s, char **err);
 /* Starts the workers, writes ports_file (may be NULL) once listening, and blocks until SIGTERM or
- * SIGINT has stopped them. Returns 0. */
+ * SIGINT has stopped them. The first SIGTERM/SIGINT drains: listeners close (/readyz turns 503), idle
+ * connections close at once, exchanges in flight finish with Connection: close; then the workers stop,
+ * or after timeouts.drain whatever is left is closed. A second SIGTERM/SIGINT stops at once. SIGUSR1
+ * reopens the log files. Returns 0. */
 int cdn_server_run(struct cdn_server *s, const char *ports_file);
+/* Worker thread: the last session of a draining worker is gone (called by lib/proxy.c). */
+void cdn_server_worker_drained(struct cdn_worker *w);
 void cdn_server_dispose(struct cdn_server *s);
 
 #endif

@@ -245,6 +245,20 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
     return 0;
 }
 
+void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx)
+{
+    if (SSL_get_SSL_CTX(ssl) != ctx)
+        SSL_set_SSL_CTX(ssl, ctx);
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+    const STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(ctx);
+    STACK_OF(X509_NAME) *copy = names != NULL ? SSL_dup_CA_list(names) : sk_X509_NAME_new_null();
+    if (copy != NULL)
+        SSL_set_client_CA_list(ssl, copy);
+    if (sid_ctx != NULL)
+        SSL_set_session_id_context(ssl, (const unsigned char *)sid_ctx, (unsigned int)strlen(sid_ctx));
+}
+
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());

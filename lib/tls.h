@@ -24,6 +24,12 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
  * rule that a CA certificate is never accepted as a client's own certificate. 0, or -1 + *err. */
 int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err);
 
+/* Moves a server-side ssl, inside its ClientHello callback, to ctx (a context made like the listener's,
+ * e.g. for one SNI rule) and copies onto the SSL what SSL_set_SSL_CTX does not carry over: verify mode
+ * and callback, verify depth and the CA names of the CertificateRequest. sid_ctx (may be NULL) becomes
+ * the session id context, so that a session is resumed only under the same policy. */
+void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx);
+
 /* Client context for upstream connections: presents u->client_certificate when set, verifies the
  * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err);

@@ -34,6 +34,18 @@ ocurl() {
     curl -sS -D "$T/ohead" -o "$T/obody" -w '%{http_code}' "$@"
 }
 
+# quick T0: less than 1 s has passed since T0 (from now_s). Requests made within 1 s of the one that
+# stored or revalidated a max-age=3 object find it fresh whatever the clock did (see above); on a
+# machine so loaded that this does not hold, the freshness checks that depend on it are skipped.
+now_s() {
+    date +%s.%N
+}
+quick() {
+    awk -v t0="$1" -v t="$(now_s)" 'BEGIN { exit !(t - t0 < 1.0) }' && return 0
+    echo "note: $(awk -v t0="$1" -v t="$(now_s)" 'BEGIN { printf "%.2f", t - t0 }') s since the fill: too slow to check freshness" >&2
+    return 1
+}
+
 # --- the test origin's validators (straight to the origin) ----------------------------------------------
 put_file o.bin 5000
 code=$(ocurl "$O/files/o.bin")
@@ -64,6 +76,7 @@ MA='hdr=Cache-Control:max-age%3D3'
 put_file a.bin 300000
 ETAG1=$ETAG
 sleep_until_second_start
+t0=$(now_s)
 fetch "/files/a.bin?$MA"
 assert_eq "$CODE" 200 "status of the first GET /files/a.bin"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of the first GET /files/a.bin"
@@ -73,10 +86,14 @@ assert_eq "$(header_of ETag)" "$ETAG1" "ETag of /files/a.bin"
 settle
 o=$(origin_count) r=$(access_count regional)
 fetch "/files/a.bin?$MA"
-assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[123]" "Cache-Status of GET /files/a.bin while fresh"
-assert_eq "$(origin_count)" "$o" "requests at the origin while /files/a.bin is fresh"
+if quick "$t0"; then
+    assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[123]" "Cache-Status of GET /files/a.bin while fresh"
+    assert_eq "$(origin_count)" "$o" "requests at the origin while /files/a.bin is fresh"
+fi
 
 sleep 3.2
+o=$(origin_count) r=$(access_count regional)
+t0=$(now_s)
 fetch "/files/a.bin?$MA"
 assert_eq "$CODE" 200 "status of GET /files/a.bin once stale (revalidated)"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of the revalidated GET /files/a.bin"
@@ -92,25 +109,38 @@ assert_match "$(tail -n1 "$T/regional.access")" '.*"GET [^ ]* HTTP/1.1" 304 0 .*
     "the regional answered the edge's revalidation with a 304 (the edge sent its stored body)"
 settle
 fetch "/files/a.bin?$MA"
-assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status right after the revalidation (fresh again)"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body right after the revalidation"
-assert_eq "$(origin_count)" $((o + 1)) "requests at the origin right after the revalidation"
-assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional right after the revalidation"
+if quick "$t0"; then
+    assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status right after the revalidation (fresh again)"
+    assert_eq "$(origin_count)" $((o + 1)) "requests at the origin right after the revalidation"
+    assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional right after the revalidation"
+fi
 
-# --- a client's own conditional request is answered from the cache ---------------------------------------
+# --- a client's own conditional request is answered from the cache (a long-lived object) -----------------
+LONG='hdr=Cache-Control:max-age%3D600'
+put_file l.bin 40000
+ETAGL=$ETAG
+fetch "/files/l.bin?$LONG"
+LM=$(header_of Last-Modified)
+settle
 o=$(origin_count) r=$(access_count regional)
-for inm in "$ETAG1" "W/$ETAG1" "\"nope\", $ETAG1"; do
-    fetch "/files/a.bin?$MA" -H "If-None-Match: $inm"
+for inm in "$ETAGL" "W/$ETAGL" "\"nope\", $ETAGL" "*"; do
+    fetch "/files/l.bin?$LONG" -H "If-None-Match: $inm"
     assert_eq "$CODE" 304 "status for the client's If-None-Match: $inm"
     assert_eq "$(stat -c %s "$T/body")" 0 "body of the edge's 304"
-    assert_eq "$(header_of ETag)" "$ETAG1" "ETag of the edge's 304"
+    assert_eq "$(header_of ETag)" "$ETAGL" "ETag of the edge's 304"
+    assert_eq "$(header_of Cache-Control)" "max-age=600" "Cache-Control of the edge's 304"
     assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status of the edge's 304"
 done
-fetch "/files/a.bin?$MA" -H 'If-None-Match: "nope"'
+fetch "/files/l.bin?$LONG" -H 'If-None-Match: "nope"'
 assert_eq "$CODE" 200 "status for a client's non-matching If-None-Match"
-assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body for a non-matching If-None-Match"
-fetch "/files/a.bin?$MA" -H "If-Modified-Since: $(header_of Last-Modified)"
+assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-l.bin")" "body for a non-matching If-None-Match"
+fetch "/files/l.bin?$LONG" -H "If-Modified-Since: $LM"
 assert_eq "$CODE" 304 "status for the client's If-Modified-Since = Last-Modified"
+fetch "/files/l.bin?$LONG" -H 'If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT'
+assert_eq "$CODE" 200 "status for the client's older If-Modified-Since"
+fetch "/files/l.bin?$LONG" -H 'If-None-Match: "nope"' -H "If-Modified-Since: $LM"
+assert_eq "$CODE" 200 "status for a non-matching If-None-Match with a matching If-Modified-Since"
 assert_eq "$(origin_count)" "$o" "requests at the origin for the client's conditionals"
 assert_eq "$(access_count regional)" "$r" "requests at the regional for the client's conditionals"
 
@@ -120,6 +150,7 @@ ETAG2=$ETAG
 [ "$ETAG2" != "$ETAG1" ] || fail "the new content has the old ETag"
 sleep 3.2
 o=$(origin_count)
+t0=$(now_s)
 fetch "/files/a.bin?$MA"
 assert_eq "$CODE" 200 "status of GET /files/a.bin after the change"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of GET /files/a.bin after the change (new content)"
@@ -130,15 +161,17 @@ assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after the change"
 assert_contains "$(tail -n1 "$T/origin.log")" "inm=$ETAG1" "the origin's log of the revalidation with the old ETag"
 settle
 fetch "/files/a.bin?$MA"
-assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status of the next GET (the new copy is stored)"
 assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body of the next GET (new content from the cache)"
 assert_eq "$(header_of ETag)" "$ETAG2" "ETag of the next GET"
-assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after the next GET"
+if quick "$t0"; then
+    assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status of the next GET (the new copy is stored)"
+    assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after the next GET"
+fi
 fetch "/files/a.bin?$MA" -H "If-None-Match: $ETAG1"
 assert_eq "$CODE" 200 "status for a client's If-None-Match with the old ETag"
+assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body for a client's If-None-Match with the old ETag"
 fetch "/files/a.bin?$MA" -H "If-None-Match: $ETAG2"
 assert_eq "$CODE" 304 "status for a client's If-None-Match with the new ETag"
-assert_eq "$(origin_count)" $((o + 1)) "requests at the origin after the client's conditionals"
 
 # --- a client's conditional on a stale object: revalidated upstream, then 304 to the client --------------
 sleep 3.2

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The HTTP cache survives restarts of the edge and never serves a partial object: after SIGTERM and
 # a start with the same store, stored objects are hits (neither the regional nor the origin is
-# asked); a fill cut by SIGTERM or by kill -9 (while a slow client reads a 20 MB object) leaves the
-# object either absent (fetched again) or complete (right sha256), never partial, and every other
-# object still hits.
+# asked); a fill cut by a stop (SIGTERM twice: no graceful drain) or by kill -9 (while a slow client
+# reads a 20 MB object) leaves the object either absent (fetched again) or complete (right sha256),
+# never partial, and every other object still hits.
 set -eu
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -98,7 +98,12 @@ assert_eq "$(origin_count)" "$o" "requests at the origin after the restart"
 assert_eq "$(access_count regional)" "$r" "requests at the regional after the restart"
 
 # --- SIGTERM in the middle of a fill --------------------------------------------------------------------
+# Two SIGTERMs: a graceful stop lets responses in flight finish (timeouts.drain); the second signal
+# ends that drain at once, so the fill is cut whichever shutdown the node implements.
 slow_fill "/bytes/$BIG?$MA&cut=term"
+kill -TERM "$(pid_of edge)"
+sleep 0.3
+kill -TERM "$(pid_of edge)" 2>/dev/null || true
 stop edge
 wait "$SLOW_PID" && fail "the slow client of the fill cut by SIGTERM got the whole body"
 [ "$(stat -c %s "$T/slow")" -lt "$BIG" ] || fail "the slow client got everything before SIGTERM"

@@ -19,5 +19,7 @@ Suite *suite_collapse(void);
 Suite *suite_stats(void);
 Suite *suite_admin(void);
 Suite *suite_certcheck(void);
+Suite *suite_sni(void);
+Suite *suite_log(void);
 
 #endif

@@ -3,6 +3,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include <unistd.h>
+
 #include <check.h>
 #include <uv.h>
 
@@ -216,7 +218,7 @@ END_TEST
 struct hitter {
     struct cache_evict *ev;
     atomic_bool *stop;
-    unsigned long calls;
+    _Atomic unsigned long calls;
 };
 
 static void hitter_main(void *arg)
@@ -228,7 +230,7 @@ static void hitter_main(void *arg)
         x ^= x >> 7;
         x ^= x << 17;
         cache_evict_hit(h->ev, x % 5000);
-        h->calls++;
+        atomic_fetch_add_explicit(&h->calls, 1, memory_order_relaxed);
     }
 }
 
@@ -242,8 +244,19 @@ START_TEST(hits_from_other_threads)
     struct hitter h[4];
     uv_thread_t t[4];
     for (int i = 0; i < 4; i++) {
-        h[i] = (struct hitter){ev, &stop, 0};
+        h[i].ev = ev;
+        h[i].stop = &stop;
+        atomic_init(&h[i].calls, 0);
         ck_assert_int_eq(uv_thread_create(&t[i], hitter_main, &h[i]), 0);
+    }
+    /* on a loaded machine the threads may start late: let every one of them hit before the owner works */
+    for (int waited = 0; waited < 5000; waited++) {
+        bool all = true;
+        for (int i = 0; i < 4; i++)
+            all = all && atomic_load(&h[i].calls) > 0;
+        if (all)
+            break;
+        usleep(1000);
     }
     uint64_t next = 0;
     for (int round = 0; round < 200000; round++) {
@@ -260,7 +273,7 @@ START_TEST(hits_from_other_threads)
     unsigned long calls = 0;
     for (int i = 0; i < 4; i++) {
         uv_thread_join(&t[i]);
-        calls += h[i].calls;
+        calls += atomic_load(&h[i].calls);
     }
     ck_assert_uint_gt(calls, 0);
     size_t n = cache_evict_count(ev);

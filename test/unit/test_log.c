@@ -1,0 +1,144 @@
+/* log: the access log queue delivers every line (from several threads) by cdn_log_close, and
+ * cdn_log_reopen moves both logs to new files after a rename (logrotate). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "test/unit/suites.h"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return cdn_xstrdup("");
+    char *buf = cdn_xmalloc(4 << 20);
+    size_t n = fread(buf, 1, (4 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void *access_writer(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < 500; i++)
+        cdn_log_access("thread %d line %d", t, i);
+    return NULL;
+}
+
+START_TEST(access_lines_all_written)
+{
+    char dir[] = "/tmp/cdn-log-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *acc = cdn_xasprintf("%s/access.log", dir), *errp = cdn_xasprintf("%s/error.log", dir);
+    struct cdn_conf_log lc = {.error = errp, .access = acc, .level = CDN_LOG_INFO};
+    char *err = NULL;
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    ck_assert(cdn_log_access_enabled());
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, access_writer, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    cdn_log_close(); /* flushes the queue */
+    ck_assert_uint_eq(cdn_log_access_dropped(), 0);
+    char *s = slurp(acc);
+    ck_assert_uint_eq(count_lines(s), 2000);
+    ck_assert_ptr_nonnull(strstr(s, " thread 3 line 499\n"));
+    free(s);
+    unlink(acc);
+    unlink(errp);
+    rmdir(dir);
+    free(acc);
+    free(errp);
+}
+END_TEST
+
+/* waits up to 2 s for path to contain needle (the writer thread is asynchronous) */
+static bool eventually_has(const char *path, const char *needle)
+{
+    for (int i = 0; i < 200; i++) {
+        char *s = slurp(path);
+        bool ok = strstr(s, needle) != NULL;
+        free(s);
+        if (ok)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+START_TEST(reopen_after_rename)
+{
+    char dir[] = "/tmp/cdn-log-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *acc = cdn_xasprintf("%s/access.log", dir), *errp = cdn_xasprintf("%s/error.log", dir);
+    char *acc1 = cdn_xasprintf("%s.1", acc), *err1 = cdn_xasprintf("%s.1", errp);
+    struct cdn_conf_log lc = {.error = errp, .access = acc, .level = CDN_LOG_INFO};
+    char *err = NULL;
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    cdn_log_access("before-rotation");
+    cdn_log(CDN_LOG_INFO, "error-before");
+    ck_assert(eventually_has(acc, "before-rotation"));
+    ck_assert_int_eq(rename(acc, acc1), 0);
+    ck_assert_int_eq(rename(errp, err1), 0);
+    ck_assert_int_eq(cdn_log_reopen(&err), 0);
+    ck_assert_int_eq(access(acc, F_OK), 0); /* created at once */
+    cdn_log_access("after-rotation");
+    cdn_log(CDN_LOG_INFO, "error-after");
+    cdn_log_close();
+    char *a = slurp(acc), *a1 = slurp(acc1), *e = slurp(errp), *e1 = slurp(err1);
+    ck_assert_ptr_nonnull(strstr(a, "after-rotation"));
+    ck_assert_ptr_null(strstr(a, "before-rotation"));
+    ck_assert_ptr_nonnull(strstr(a1, "before-rotation"));
+    ck_assert_ptr_null(strstr(a1, "after-rotation"));
+    ck_assert_ptr_nonnull(strstr(e, "error-after"));
+    ck_assert_ptr_null(strstr(e, "error-before"));
+    ck_assert_ptr_nonnull(strstr(e1, "error-before"));
+    free(a);
+    free(a1);
+    free(e);
+    free(e1);
+
+    /* a path that cannot be reopened: an error naming it, and the old file stays in use */
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    unlink(acc);
+    unlink(acc1);
+    unlink(errp);
+    unlink(err1);
+    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(cdn_log_reopen(&err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "access.log"));
+    free(err);
+    cdn_log_access("still works");
+    cdn_log_close();
+    free(acc);
+    free(acc1);
+    free(errp);
+    free(err1);
+}
+END_TEST
+
+Suite *suite_log(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, access_lines_all_written);
+    tcase_add_test(tc, reopen_after_rename);
+    suite_add_tcase(s, tc);
+    return s;
+}
