@@ -814,13 +814,20 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     }
 }
 
+/* The client-certificate level in force on c: the SNI rule's when one matched, else the listener's. */
+static int client_auth_of(const struct cdn_session *s, const struct cdn_conn *c)
+{
+    const struct cdn_sni_policy *p = c->ssl != NULL ? cdn_sni_of(c->ssl) : NULL;
+    return p != NULL ? p->level : s->lis->client_auth;
+}
+
 static void count_tls_failure(struct cdn_session *s, enum cdn_stat id)
 {
     cdn_stats_inc(&s->w->stats, id);
     bool cert = id == CDN_STAT_tls_failed_no_certificate || id == CDN_STAT_tls_failed_unknown_ca ||
                 id == CDN_STAT_tls_failed_expired || id == CDN_STAT_tls_failed_not_yet_valid ||
                 id == CDN_STAT_tls_failed_revoked || id == CDN_STAT_tls_failed_bad_eku;
-    if (cert && s->lis->client_auth != CDN_CLIENT_AUTH_NONE)
+    if (cert && client_auth_of(s, s->down) != CDN_CLIENT_AUTH_NONE)
         cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_refused);
 }
 
@@ -828,11 +835,12 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 {
     struct cdn_session *s = c->data;
     CDN_CHECK_OBJ(s, SESSION_MAGIC);
+    char rule[300];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
         cdn_stats_inc(&s->w->stats, CDN_STAT_tls_handshakes);
-        if (s->lis->client_auth != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
+        if (client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
             cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
         return;
@@ -866,9 +874,10 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         if (s->state == ST_HANDSHAKE)
             count_tls_failure(s, cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false));
         if (s->state == ST_HANDSHAKE)
-            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s client_auth=%s: TLS handshake failed: %s",
+            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s rule=%s client_auth=%s: TLS handshake failed: %s",
                     (unsigned long long)c->id, c->peer, cdn_conn_sni(c) != NULL ? cdn_conn_sni(c) : "-",
-                    cdn_conf_client_auth_name(s->lis->client_auth), c->err);
+                    cdn_sni_rule_name(cdn_sni_of(c->ssl), rule, sizeof(rule)),
+                    cdn_conf_client_auth_name(client_auth_of(s, c)), c->err);
         else
             cdn_log(CDN_LOG_DEBUG, "conn=%llu peer=%s: %s while %s", (unsigned long long)c->id, c->peer,
                     c->err[0] != '\0' ? c->err : cdn_strerror(status), state_action[s->state]);

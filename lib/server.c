@@ -283,6 +283,11 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         add_expiry_series(s, "ca", lc->ca_file);
         add_expiry_series(s, "crl", lc->crl_file);
     }
+    for (size_t i = 0; i < conf->nsni; i++) {
+        add_expiry_series(s, "server", conf->sni[i].certificate);
+        add_expiry_series(s, "ca", conf->sni[i].ca_file);
+        add_expiry_series(s, "crl", conf->sni[i].crl_file);
+    }
     if (remap_needs_tls(s->remap)) {
         add_expiry_series(s, "client", conf->upstream.client_certificate);
         add_expiry_series(s, "ca", conf->upstream.ca_file);
