@@ -53,6 +53,13 @@ for t in "$src"/test/e2e/[0-9]*.sh; do
     timeout -k 10 "$timeout_s" bash "$t" </dev/null >"$T/test.log" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
+    # a test must stop every process it started: anything still running from its folder is a leak
+    leaked=$(pgrep -f "$T/" 2>/dev/null | tr '\n' ' ')
+    if [ -n "$leaked" ]; then
+        kill -KILL $leaked 2>/dev/null
+        echo "leaked processes (killed): $leaked" >>"$T/test.log"
+        [ $rc -eq 0 ] && rc=3
+    fi
     if [ $rc -eq 0 ]; then
         passed=$((passed + 1))
         echo "PASS $name (${secs}s)"
@@ -60,6 +67,7 @@ for t in "$src"/test/e2e/[0-9]*.sh; do
     else
         failed=$((failed + 1))
         why="exit status $rc"
+        [ -n "$leaked" ] && why="left processes running: $leaked"
         [ $rc -eq 124 ] || [ $rc -eq 137 ] && why="timed out after ${timeout_s}s"
         echo "FAIL $name ($why; folder $T)"
         echo "---- $name: test output (last 40 lines)"
