@@ -1,17 +1,10 @@
 #!/usr/bin/env bash
 # The HTTP cache of both tiers: collapsed forwarding (many clients asking for one cold object at once
 # cause one request to the origin, and every client gets the whole body) and PURGE (PURGE /URL on a
-# tier's admin listener drops the object stored there; the next request fetches it again). Neither
-# was implemented when this was written: the test runs only with CDN_TEST_COLLAPSE=1.
+# tier's admin listener drops the object stored there; the next request fetches it again).
 set -eu
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
-
-if [ -z "${CDN_TEST_COLLAPSE:-}" ]; then
-    echo "skipped: collapsing not implemented"
-    stop_all
-    exit 0
-fi
 
 NODE_YAML='admin: {port: 0}'
 # shellcheck disable=SC2119 # no extra cache settings
