@@ -751,9 +751,17 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     bool cookie = cdn_http1_find_header(res->headers, res->num_headers, "set-cookie") != NULL;
     if (cookie)
         why = "set-cookie";
+    /* Also ours: a response that is stale on arrival and has no validator could only ever be fetched
+     * again in full (the RFC allows storing it; it would only cost a write per request). Unless it may
+     * be served stale (stale-if-error, stale-while-revalidate). */
+    bool useless = cache_policy_freshness_lifetime(&srv->cache_policy, &ri, now) <= 0 && ri.etag.p == NULL &&
+                   ri.last_modified < 0 && ri.cc.stale_if_error <= 0 && ri.cc.stale_while_revalidate <= 0;
+    bool allowed = cache_policy_is_storable(s->method, strlen(s->method), &creq, &ri, &why);
+    if (allowed && useless && why == NULL)
+        why = "no-freshness";
     bool store = is_method(s->method, "GET") && !s->pc.no_store && res->status != 304 && res->status != 206 &&
-                 !cookie && cache_policy_is_storable(s->method, strlen(s->method), &creq, &ri, &why) &&
-                 !ri.vary_unmatchable && storable_size(s, res) && start_fill(s, req, res, &ri);
+                 !cookie && allowed && !useless && !ri.vary_unmatchable && storable_size(s, res) &&
+                 start_fill(s, req, res, &ri);
     proxy_count(s, store ? CDN_STAT_cache_miss : CDN_STAT_cache_uncacheable);
     if (!store)
         lead_done(s, CDN_COLLAPSE_GO); /* the waiters fetch it themselves */
