@@ -217,6 +217,24 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
         start_write(c);
 }
 
+void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->ssl == NULL || !c->tls_done || c->sink || c->closing || c->ending || n == 0) {
+        cdn_conn_write(c, p, n);
+        return;
+    }
+    c->bytes_out += n;
+    if (c->plain.len > 0) { /* keep the order */
+        tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+        cdn_buf_consume(&c->plain, c->plain.len);
+    }
+    tls_write(c, p, n); /* encrypted straight from p: the plaintext is never copied */
+    tls_flush(c);
+    if (!c->corked)
+        start_write(c);
+}
+
 void cdn_conn_cork(struct cdn_conn *c)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);

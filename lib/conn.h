@@ -86,6 +86,9 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n);
  * writes become as few records as possible. The proxy corks around each event it handles. */
 void cdn_conn_cork(struct cdn_conn *c);
 void cdn_conn_uncork(struct cdn_conn *c);
+/* Like cdn_conn_write, but on a TLS conn the bytes are encrypted straight from p (never gathered
+ * into a heap buffer, even when corked): for bodies served from the cache's memory map. */
+void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n);
 /* Bytes queued or in flight. */
 size_t cdn_conn_pending(const struct cdn_conn *c);
 /* True when pending is above the high-water mark; then a DRAIN event follows once below low water. */
