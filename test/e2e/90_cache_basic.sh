@@ -26,7 +26,7 @@ TTL='(5[0-9]|60)' # a ttl at most a few seconds below max-age=60
 # counts ORIGIN_BEFORE REGIONAL_BEFORE WHAT: neither count has changed
 unchanged() {
     assert_eq "$(origin_count)" "$1" "requests at the origin ($3)"
-    assert_eq "$(access_count regional)" "$2" "requests at the regional ($3)"
+    assert_eq "$(access_count regional "$2")" "$2" "requests at the regional ($3)"
 }
 
 # --- a miss at both tiers, then a fresh hit at the edge -------------------------------------------
@@ -36,7 +36,7 @@ assert_eq "$(cat "$T/body")" "origin: /a?$MA" "body of the first GET /a"
 assert_match "$CS" "cdn-node-regional; fwd=uri-miss; fwd-status=200; stored; ttl=$TTL, cdn-node-edge; fwd=uri-miss; fwd-status=200; stored; ttl=$TTL" \
     "Cache-Status of a miss at both tiers (regional first)"
 assert_eq "$(origin_count)" 1 "requests at the origin after the first GET /a"
-assert_eq "$(access_count regional)" 1 "requests at the regional after the first GET /a"
+assert_eq "$(access_count regional 1)" 1 "requests at the regional after the first GET /a"
 settle
 
 fetch "/a?$MA"
@@ -65,7 +65,7 @@ assert_match "$CS" "cdn-node-regional; hit; ttl=$TTL, edge-two; fwd=uri-miss; fw
     "Cache-Status of GET /a through the second edge (regional hit, named edge)"
 [ "$AGE" -ge 2 ] || fail "Age through the second edge (the regional's age is kept): expected >= 2, got '$AGE'"
 assert_eq "$(origin_count)" 1 "requests at the origin after a regional hit"
-assert_eq "$(access_count regional)" 2 "requests at the regional after the second edge's miss"
+assert_eq "$(access_count regional 2)" 2 "requests at the regional after the second edge's miss"
 settle
 FETCH_BASE=$EDGE2 fetch "/a?$MA"
 assert_match "$LAST_CS" "edge-two; hit; ttl=$TTL" "Cache-Status of the second edge's second GET /a"
@@ -221,7 +221,7 @@ FETCH_BASE=$EDGE2 fetch "/q?utm_source=b&$MA&a=2"
 assert_eq "$(cat "$T/body")" "origin: /q?$MA&a=2" "body through the second edge (regional key without utm_source)"
 assert_match "$CS" "cdn-node-regional; hit; ttl=$TTL, edge-two; fwd=uri-miss; .*" \
     "Cache-Status through the second edge (regional hit despite utm_source)"
-assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional from the second edge"
+assert_eq "$(access_count regional $((r + 1)))" $((r + 1)) "requests at the regional from the second edge"
 assert_eq "$(origin_count)" $((o + 2)) "requests at the origin after the second edge's request"
 
 # --- more responses that are never stored: Set-Cookie, Authorization without public ---------------------

@@ -104,7 +104,7 @@ assert_eq "$(origin_count)" $((o + 1)) "requests at the origin for the revalidat
 last=$(tail -n1 "$T/origin.log")
 assert_contains "$last" "GET /files/a.bin?$MA inm=$ETAG1" "the origin's log of the revalidation"
 assert_match "$last" '.* conditional' "the origin's log of the revalidation"
-assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional for the revalidation"
+assert_eq "$(access_count regional $((r + 1)))" $((r + 1)) "requests at the regional for the revalidation"
 assert_match "$(tail -n1 "$T/regional.access")" '.*"GET [^ ]* HTTP/1.1" 304 0 .*' \
     "the regional answered the edge's revalidation with a 304 (the edge sent its stored body)"
 settle
@@ -113,7 +113,7 @@ assert_eq "$(sha256_of "$T/body")" "$(sha256_of "$T/want-a.bin")" "body right af
 if quick "$t0"; then
     assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status right after the revalidation (fresh again)"
     assert_eq "$(origin_count)" $((o + 1)) "requests at the origin right after the revalidation"
-    assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional right after the revalidation"
+    assert_eq "$(access_count regional $((r + 1)))" $((r + 1)) "requests at the regional right after the revalidation"
 fi
 
 # --- a client's own conditional request is answered from the cache (a long-lived object) -----------------
@@ -142,7 +142,7 @@ assert_eq "$CODE" 200 "status for the client's older If-Modified-Since"
 fetch "/files/l.bin?$LONG" -H 'If-None-Match: "nope"' -H "If-Modified-Since: $LM"
 assert_eq "$CODE" 200 "status for a non-matching If-None-Match with a matching If-Modified-Since"
 assert_eq "$(origin_count)" "$o" "requests at the origin for the client's conditionals"
-assert_eq "$(access_count regional)" "$r" "requests at the regional for the client's conditionals"
+assert_eq "$(access_count regional "$r")" "$r" "requests at the regional for the client's conditionals"
 
 # --- replacement: the file changes; once stale, the origin answers 200 and that replaces the copy ---------
 put_file a.bin 200000

@@ -143,7 +143,7 @@ assert_eq "$CODE" 206 "status for If-Range with the Last-Modified date"
 fetch "/files/r.bin?$MA" -r 10-19 -H 'If-Range: Sat, 01 Jan 2000 00:00:00 GMT'
 assert_eq "$CODE" 200 "status for If-Range with another date"
 assert_eq "$(origin_count)" "$o" "requests at the origin for the ranges"
-assert_eq "$(access_count regional)" "$r" "requests at the regional for the ranges"
+assert_eq "$(access_count regional "$r")" "$r" "requests at the regional for the ranges"
 
 # --- ranges across the store's 256 KiB chunks ----------------------------------------------------------
 fetch "/bytes/3000000?$MA"

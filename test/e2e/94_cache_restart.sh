@@ -67,11 +67,11 @@ absent_or_complete() {
     assert_eq "$(sha256_of "$T/body")" "$(pattern_sha256 "$BIG")" "sha256 of $1 ($2)"
     case $LAST_CS in
     "cdn-node-edge; hit;"*)
-        assert_eq "$(access_count regional)" "$r" "requests at the regional for $1, a hit ($2)"
+        assert_eq "$(access_count regional "$r")" "$r" "requests at the regional for $1, a hit ($2)"
         echo "$2: the object was complete"
         ;;
     "cdn-node-edge; fwd=uri-miss;"*)
-        assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional for $1, a miss ($2)"
+        assert_eq "$(access_count regional $((r + 1)))" $((r + 1)) "requests at the regional for $1, a miss ($2)"
         echo "$2: the object was absent"
         ;;
     *) fail "Cache-Status of $1 ($2): neither a hit nor a miss: '$CS'" ;;
@@ -95,7 +95,7 @@ cache_edge edge "${LINES[@]}"
 [ "$(edge_objects)" -ge 3 ] || fail "objects the edge found in its store after SIGTERM: '$(edge_objects)'"
 check_all "after SIGTERM and a restart"
 assert_eq "$(origin_count)" "$o" "requests at the origin after the restart"
-assert_eq "$(access_count regional)" "$r" "requests at the regional after the restart"
+assert_eq "$(access_count regional "$r")" "$r" "requests at the regional after the restart"
 
 # --- SIGTERM in the middle of a fill --------------------------------------------------------------------
 # Two SIGTERMs: a graceful stop lets responses in flight finish (timeouts.drain); the second signal
@@ -128,7 +128,7 @@ fetch "/bytes/$BIG?$MA&cut=term"
 assert_match "$LAST_CS" "cdn-node-edge; hit; ttl=[0-9]+" "Cache-Status of the object completed after SIGTERM, after kill -9"
 assert_eq "$(sha256_of "$T/body")" "$(pattern_sha256 "$BIG")" "sha256 of the object completed after SIGTERM, after kill -9"
 assert_eq "$(origin_count)" "$o" "requests at the origin for the objects stored before kill -9"
-assert_eq "$(access_count regional)" "$r" "requests at the regional for the objects stored before kill -9"
+assert_eq "$(access_count regional "$r")" "$r" "requests at the regional for the objects stored before kill -9"
 absent_or_complete "/bytes/$BIG?$MA&cut=kill" "fill cut by kill -9"
 
 stop_all

@@ -32,7 +32,7 @@ for ((i = 1; i <= 100; i++)); do
     assert_contains "$(head -n1 "$T/parh-$i")" " 200" "status of parallel request $i"
 done
 assert_eq "$(grep -c "^GET $U\$" "$T/origin.log")" 1 "requests at the origin for 100 parallel requests"
-assert_eq "$(access_count regional)" 1 "requests at the regional for 100 parallel requests"
+assert_eq "$(access_count regional 1)" 1 "requests at the regional for 100 parallel requests"
 collapsed=$(cat "$T"/parh-* | tr -d '\r' | grep -ciE '^cache-status: .*cdn-node-edge; (hit|fwd=[a-z-]+;.*collapsed)' || true)
 assert_eq "$collapsed" 99 "responses marked as collapsed or hit at the edge"
 
@@ -66,7 +66,7 @@ assert_eq "$(cat "$T/body")" "origin: /p?$MA" "body of GET after the edge's PURG
 assert_match "$CS" "cdn-node-regional; hit; ttl=[0-9]+, cdn-node-edge; fwd=uri-miss; fwd-status=200; stored; ttl=[0-9]+" \
     "Cache-Status of GET after the edge's PURGE (the regional still has it)"
 assert_eq "$(origin_count)" "$o" "requests at the origin after the edge's PURGE"
-assert_eq "$(access_count regional)" $((r + 1)) "requests at the regional after the edge's PURGE"
+assert_eq "$(access_count regional $((r + 1)))" $((r + 1)) "requests at the regional after the edge's PURGE"
 settle
 assert_eq "$(purge regional "https://$REGIONAL_HOST/p?$MA")" 200 "status of PURGE at the regional"
 assert_eq "$(purge edge "https://$EDGE_HOST/p?$MA")" 200 "status of PURGE at the edge, again"

@@ -385,8 +385,21 @@ cache_tiers() {
     cache_edge edge "$@"
 }
 
-# access_count NAME: requests NAME has logged in its access log so far
+# access_count NAME [WANT]: requests NAME has logged in its access log so far. A node writes that log
+# from a thread of its own, an instant after the response: this waits 0.1 s for lines still queued,
+# and with WANT first up to 3 s for the count to reach WANT (so a check that expects more lines does
+# not fail early, and one that expects none still sees a line that should not be there).
 access_count() {
+    local i
+    for ((i = 0; i < 30 && ${2:-0} > 0; i++)); do
+        [ "$(_access_lines "$1")" -lt "$2" ] || break
+        sleep 0.1
+    done
+    sleep 0.1
+    _access_lines "$1"
+}
+
+_access_lines() {
     local n=0
     [ -f "$T/$1.access" ] && n=$(wc -l <"$T/$1.access")
     echo $((n))
