@@ -163,11 +163,16 @@ bool proxy_send_error(struct cdn_session *s, int status, bool keep)
     const char *reason = cdn_http1_reason(status);
     char body[128];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
-    char head[512];
+    /* A caching tier says what it did even when it answers with its own error (RFC 9211): it went
+     * upstream (fwd) and got no usable response (no fwd-status). */
+    char cs[200] = "";
+    if (s->w->srv->store != NULL && s->pc.fwd != NULL && status >= 500)
+        snprintf(cs, sizeof(cs), "Cache-Status: %s; fwd=%s\r\n", s->w->srv->cache_name, s->pc.fwd);
+    char head[768];
     int hlen = snprintf(head, sizeof(head),
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                        "Cache-Control: no-store\r\n%s\r\n",
-                        status, reason, proxy_http_date(), blen, keep ? "" : "Connection: close\r\n");
+                        "Cache-Control: no-store\r\n%s%s\r\n",
+                        status, reason, proxy_http_date(), blen, cs, keep ? "" : "Connection: close\r\n");
     cdn_conn_write(s->down, head, (size_t)hlen);
     if (!s->is_head)
         cdn_conn_write(s->down, body, (size_t)blen);

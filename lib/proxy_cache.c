@@ -577,6 +577,7 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
     }
     if (creq.cc.flags & CACHE_CC_ONLY_IF_CACHED) { /* RFC 9111 5.2.1.7 */
         s->pc.active = false;
+        s->pc.fwd = NULL; /* nothing was forwarded */
         proxy_send_error(s, 504, true);
         return true;
     }

@@ -698,6 +698,7 @@ start_node edge-dead edge "$T/edge-dead.yaml"
 stats_base edge-dead
 FETCH_BASE=https://127.0.0.1:$(port_of edge-dead https) fetch "/bytes/10?$MA"
 assert_eq "$CODE" 502 "status through an edge whose upstream port is closed"
+assert_match "$CS" "cdn-node-edge-dead; fwd=uri-miss|[a-z-]+; fwd=uri-miss" "Cache-Status of the edge's own 502"
 stats_expect edge-dead "an upstream connect refused" \
     d:upstream_errors_connect==1 d:upstream_errors_tls+upstream_errors_timeout+upstream_errors_protocol==0 \
     d:requests==1 d:responses_5xx==1 d:responses_2xx==0 d:upstream_requests==0 d:upstream_conns_opened==1
