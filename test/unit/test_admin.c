@@ -27,6 +27,7 @@
 #include "lib/conf.h"
 #include "lib/tls.h"
 #include "lib/util.h"
+#include "test/unit/fixture.h"
 #include "test/unit/suites.h"
 
 #define WATCHDOG_MS 8000u
@@ -844,43 +845,28 @@ END_TEST
 
 /* ==== TLS with required client certificates ==== */
 
-static char pki[256];
 static SSL_CTX *client_with_cert, *client_without_cert;
-
-static char *path(const char *name)
-{
-    static char buf[4][320];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", pki, name);
-    return buf[i];
-}
 
 static void make_pki(void)
 {
-    snprintf(pki, sizeof(pki), "/tmp/cdn-test-admin-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(pki));
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "sh scripts/pki.sh %s >/dev/null 2>&1", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_make(false);
 }
 
 static void remove_pki(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_remove();
 }
 
 static SSL_CTX *test_client_ctx(bool cert)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, path("ca.crt"), NULL), 1);
+    ck_assert_int_eq(SSL_CTX_load_verify_locations(ctx, fixture_pki_path("ca.crt"), NULL), 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (cert) {
-        ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(ctx, path("edge-client.crt")), 1);
-        ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(ctx, path("edge-client.key"), SSL_FILETYPE_PEM), 1);
+        ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(ctx, fixture_pki_path("edge-client.crt")), 1);
+        ck_assert_int_eq(
+            SSL_CTX_use_PrivateKey_file(ctx, fixture_pki_path("edge-client.key"), SSL_FILETYPE_PEM), 1);
     }
     return ctx;
 }
@@ -890,8 +876,8 @@ static void tls_setup(void)
     setup();
     make_pki();
     char *err = NULL;
-    server_tls = cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"), CDN_CLIENT_AUTH_REQUIRE,
-                                        path("ca.crt"), &err);
+    server_tls = cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("regional.key"),
+                                        CDN_CLIENT_AUTH_REQUIRE, fixture_pki_path("ca.crt"), &err);
     ck_assert_msg(server_tls != NULL, "server ctx: %s", err != NULL ? err : "?");
     client_with_cert = test_client_ctx(true);
     client_without_cert = test_client_ctx(false);

@@ -16,6 +16,7 @@
 #include "lib/conn.h"
 #include "lib/tls.h"
 #include "lib/util.h"
+#include "test/unit/fixture.h"
 #include "test/unit/suites.h"
 
 #define NEV         6 /* CDN_CONN_EV_OPEN .. CDN_CONN_EV_TIMEOUT */
@@ -276,50 +277,34 @@ static void world_setup(void)
 
 /* ---- PKI (TLS cases only) ---- */
 
-static char pki[256];
-
 static void make_pki(void)
 {
     make_pattern();
-    snprintf(pki, sizeof(pki), "/tmp/cdn-test-conn-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(pki));
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "sh scripts/pki.sh %s >/dev/null 2>&1", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_make(false);
 }
 
 static void remove_pki(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_remove();
     free_pattern();
-}
-
-static char *path(const char *name)
-{
-    static char buf[4][320];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", pki, name);
-    return buf[i];
 }
 
 static SSL_CTX *server_ctx(int level)
 {
     char *err = NULL;
-    SSL_CTX *ctx = cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"), level,
-                                          level == CDN_CLIENT_AUTH_NONE ? NULL : path("ca.crt"), &err);
+    SSL_CTX *ctx =
+        cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("regional.key"), level,
+                               level == CDN_CLIENT_AUTH_NONE ? NULL : fixture_pki_path("ca.crt"), &err);
     ck_assert_msg(ctx != NULL, "server ctx: %s", err != NULL ? err : "?");
     return ctx;
 }
 
 static SSL_CTX *client_ctx(bool with_cert)
 {
-    struct cdn_conf_upstream u = {.ca_file = path("ca.crt"), .verify = true};
+    struct cdn_conf_upstream u = {.ca_file = fixture_pki_path("ca.crt"), .verify = true};
     if (with_cert) {
-        u.client_certificate = path("edge-client.crt");
-        u.client_key = path("edge-client.key");
+        u.client_certificate = fixture_pki_path("edge-client.crt");
+        u.client_key = fixture_pki_path("edge-client.key");
     }
     char *err = NULL;
     SSL_CTX *ctx = cdn_tls_client_ctx_new(&u, &err);

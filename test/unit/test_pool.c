@@ -14,6 +14,7 @@
 #include "lib/pool.h"
 #include "lib/tls.h"
 #include "lib/util.h"
+#include "test/unit/fixture.h"
 #include "test/unit/suites.h"
 
 #define NEV         6 /* CDN_CONN_EV_OPEN .. CDN_CONN_EV_TIMEOUT */
@@ -452,31 +453,14 @@ END_TEST
 
 /* ==== TLS: post-handshake messages do not evict; close_notify does ==== */
 
-static char pki[256];
-
 static void make_pki(void)
 {
-    snprintf(pki, sizeof(pki), "/tmp/cdn-test-pool-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(pki));
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "sh scripts/pki.sh %s >/dev/null 2>&1", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_make(false);
 }
 
 static void remove_pki(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", pki);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *path(const char *name)
-{
-    static char buf[4][320];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", pki, name);
-    return buf[i];
+    fixture_pki_remove();
 }
 
 static void tls_settled(uv_timer_t *t)
@@ -499,10 +483,10 @@ static void tls_ready(void)
 START_TEST(tls_pooled_survives_tickets_not_close_notify)
 {
     char *err = NULL;
-    SSL_CTX *s =
-        cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"), CDN_CLIENT_AUTH_NONE, NULL, &err);
+    SSL_CTX *s = cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("regional.key"),
+                                        CDN_CLIENT_AUTH_NONE, NULL, &err);
     ck_assert_msg(s != NULL, "%s", err != NULL ? err : "?");
-    struct cdn_conf_upstream u = {.ca_file = path("ca.crt"), .verify = true};
+    struct cdn_conf_upstream u = {.ca_file = fixture_pki_path("ca.crt"), .verify = true};
     SSL_CTX *c = cdn_tls_client_ctx_new(&u, &err);
     ck_assert_msg(c != NULL, "%s", err != NULL ? err : "?");
     start(1, s, c, tls_ready);

@@ -11,33 +11,17 @@
 
 #include "lib/tls.h"
 #include "lib/util.h"
+#include "test/unit/fixture.h"
 #include "test/unit/suites.h"
-
-static char pki[256];
 
 static void make_pki(void)
 {
-    snprintf(pki, sizeof(pki), "/tmp/cdn-test-tls-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(pki));
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "sh scripts/pki.sh --test %s >/dev/null 2>&1", pki);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_pki_make(true);
 }
 
 static void remove_pki(void)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", pki);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static char *path(const char *name)
-{
-    static char buf[4][320];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof(buf[i]), "%s/%s", pki, name);
-    return buf[i];
+    fixture_pki_remove();
 }
 
 /* Runs a handshake between a client and a server SSL, moving bytes between their BIOs.
@@ -103,8 +87,8 @@ static int handshake(SSL_CTX *sctx, SSL_CTX *cctx, const char *name, long *clien
 static SSL_CTX *server_ctx(int level)
 {
     char *err = NULL;
-    SSL_CTX *ctx =
-        cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"), level, path("ca.crt"), &err);
+    SSL_CTX *ctx = cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("regional.key"),
+                                          level, fixture_pki_path("ca.crt"), &err);
     ck_assert_msg(ctx != NULL, "server ctx: %s", err != NULL ? err : "?");
     return ctx;
 }
@@ -124,13 +108,15 @@ START_TEST(require_refuses_missing_and_foreign_certs)
     SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_REQUIRE);
     long v;
     char err[512];
-    SSL_CTX *anon = client_ctx(NULL, NULL, path("ca.crt"));
+    SSL_CTX *anon = client_ctx(NULL, NULL, fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, anon, "127.0.0.1", &v, err, sizeof(err)), 0);
     ck_assert_msg(strstr(err, "certificate") != NULL, "reason: %s", err);
-    SSL_CTX *other = client_ctx(path("other-client.crt"), path("other-client.key"), path("ca.crt"));
+    SSL_CTX *other = client_ctx(fixture_pki_path("other-client.crt"), fixture_pki_path("other-client.key"),
+                                fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, other, "127.0.0.1", &v, err, sizeof(err)), 0);
     ck_assert_msg(strstr(err, "certificate verify failed") != NULL, "reason: %s", err);
-    SSL_CTX *edge = client_ctx(path("edge-client.crt"), path("edge-client.key"), path("ca.crt"));
+    SSL_CTX *edge = client_ctx(fixture_pki_path("edge-client.crt"), fixture_pki_path("edge-client.key"),
+                               fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, edge, "127.0.0.1", &v, err, sizeof(err)), 1);
     ck_assert_int_eq(v, X509_V_OK);
     SSL_CTX_free(anon);
@@ -145,9 +131,10 @@ START_TEST(request_accepts_missing_rejects_foreign)
     SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_REQUEST);
     long v;
     char err[512];
-    SSL_CTX *anon = client_ctx(NULL, NULL, path("ca.crt"));
+    SSL_CTX *anon = client_ctx(NULL, NULL, fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, anon, "localhost", &v, err, sizeof(err)), 1);
-    SSL_CTX *other = client_ctx(path("other-client.crt"), path("other-client.key"), path("ca.crt"));
+    SSL_CTX *other = client_ctx(fixture_pki_path("other-client.crt"), fixture_pki_path("other-client.key"),
+                                fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, other, "localhost", &v, err, sizeof(err)), 0);
     SSL_CTX_free(anon);
     SSL_CTX_free(other);
@@ -160,13 +147,13 @@ START_TEST(client_verifies_name_and_chain)
     SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_NONE);
     long v;
     char err[512];
-    SSL_CTX *c = client_ctx(NULL, NULL, path("ca.crt"));
+    SSL_CTX *c = client_ctx(NULL, NULL, fixture_pki_path("ca.crt"));
     ck_assert_int_eq(handshake(s, c, "regional.cdn.test", &v, err, sizeof(err)), 1);
     ck_assert_int_eq(handshake(s, c, "other.example", &v, err, sizeof(err)), 0);
     ck_assert_int_eq(v, X509_V_ERR_HOSTNAME_MISMATCH);
     ck_assert_int_eq(handshake(s, c, "127.0.0.2", &v, err, sizeof(err)), 0);
     ck_assert_int_eq(v, X509_V_ERR_IP_ADDRESS_MISMATCH);
-    SSL_CTX *foreign = client_ctx(NULL, NULL, path("other-ca.crt"));
+    SSL_CTX *foreign = client_ctx(NULL, NULL, fixture_pki_path("other-ca.crt"));
     ck_assert_int_eq(handshake(s, foreign, "localhost", &v, err, sizeof(err)), 0);
     ck_assert(v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN);
     SSL_CTX_free(c);
@@ -178,21 +165,25 @@ END_TEST
 START_TEST(bad_material_is_named)
 {
     char *err = NULL;
-    ck_assert_ptr_null(cdn_tls_server_ctx_new(path("missing.crt"), path("regional.key"), 0, NULL, &err));
+    ck_assert_ptr_null(cdn_tls_server_ctx_new(fixture_pki_path("missing.crt"),
+                                              fixture_pki_path("regional.key"), 0, NULL, &err));
     ck_assert_msg(strstr(err, "missing.crt") != NULL, "%s", err);
     free(err);
     err = NULL;
-    ck_assert_ptr_null(cdn_tls_server_ctx_new(path("regional.crt"), path("edge.key"), 0, NULL, &err));
+    ck_assert_ptr_null(cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("edge.key"),
+                                              0, NULL, &err));
     ck_assert_msg(strstr(err, "does not match") != NULL, "%s", err);
     free(err);
     err = NULL;
-    ck_assert_ptr_null(cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"),
-                                              CDN_CLIENT_AUTH_REQUIRE, NULL, &err));
+    ck_assert_ptr_null(cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"),
+                                              fixture_pki_path("regional.key"), CDN_CLIENT_AUTH_REQUIRE, NULL,
+                                              &err));
     ck_assert_msg(strstr(err, "ca_file") != NULL, "%s", err);
     free(err);
     err = NULL;
-    ck_assert_ptr_null(cdn_tls_server_ctx_new(path("regional.crt"), path("regional.key"),
-                                              CDN_CLIENT_AUTH_REQUIRE, path("regional.key"), &err));
+    ck_assert_ptr_null(cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"),
+                                              fixture_pki_path("regional.key"), CDN_CLIENT_AUTH_REQUIRE,
+                                              fixture_pki_path("regional.key"), &err));
     ck_assert_msg(strstr(err, "regional.key") != NULL, "%s", err);
     free(err);
     ERR_clear_error();
