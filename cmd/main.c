@@ -2,13 +2,18 @@
  * cdn-node: entry point. A table of subcommands; each parses its own options.
  *   run            serve as edge or regional
  *   check-config   load and validate a config (TLS material included), exit 0 or 1
+ *   ca-check       judge CA bundles (cmd/ca_check.c)
+ *   reload         ask a running node to reload (cmd/reload.c)
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/ca_check.h"
+#include "cmd/reload.h"
 #include "lib/conf.h"
 #include "lib/log.h"
 #include "lib/server.h"
@@ -23,6 +28,7 @@ struct cmd_opts {
     const char *config;
     const char *role;
     const char *ports_file;
+    const char *pid_file;
 };
 
 static void usage(FILE *f)
@@ -30,8 +36,14 @@ static void usage(FILE *f)
     fprintf(f, "usage: cdn-node <command> [options]\n"
                "\n"
                "commands:\n"
-               "  run           --config FILE [--role edge|regional] [--ports-file FILE]\n"
-               "                serve; the --role flag wins over the role in the file\n"
+               "  run           --config FILE [--role edge|regional] [--ports-file FILE] [--pid-file FILE]\n"
+               "                serve; the --role flag wins over the role in the file. SIGHUP\n"
+               "                reloads the config and every certificate, SIGTERM drains, SIGUSR1\n"
+               "                reopens the logs\n"
+               "  reload        --config FILE [--ports-file FILE] [--pid-file FILE] [--timeout SECONDS]\n"
+               "                reload a running node: POST /reload to its admin listener and wait\n"
+               "                for the verdict (exit 0 reloaded, 1 refused); without a plain admin\n"
+               "                listener, send SIGHUP to the pid in --pid-file\n"
                "  check-config  --config FILE [--role edge|regional]\n"
                "                validate the config and its certificates; exit 0 if good, 1 with\n"
                "                file:line:col: message lines otherwise\n"
@@ -49,11 +61,12 @@ static int parse_opts(int argc, char **argv, struct cmd_opts *o)
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"role", required_argument, NULL, 'r'},
                                              {"ports-file", required_argument, NULL, 'p'},
+                                             {"pid-file", required_argument, NULL, 'P'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0, 0, 0, 0}};
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:r:p:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:r:p:P:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o->config = optarg;
@@ -63,6 +76,9 @@ static int parse_opts(int argc, char **argv, struct cmd_opts *o)
             break;
         case 'p':
             o->ports_file = optarg;
+            break;
+        case 'P':
+            o->pid_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -83,41 +99,72 @@ static int parse_opts(int argc, char **argv, struct cmd_opts *o)
     return 0;
 }
 
-/* Loads the config, settles the role and runs the role's checks. Prints every problem. */
-static int load(const struct cmd_opts *o, struct cdn_conf **conf, const struct cdn_role **role)
+/* Loads the config, settles the role and runs the role's checks. 0, or -1 + *err (heap: every
+ * problem, one per line); *warn (heap or NULL) holds the role's warnings either way. */
+static int load_conf(const char *config, const char *role_flag, struct cdn_conf **conf,
+                     const struct cdn_role **role, char **err, char **warn)
 {
-    char *err = NULL, *warn = NULL;
-    if (cdn_conf_load(o->config, conf, &err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        free(err);
+    *warn = NULL;
+    if (cdn_conf_load(config, conf, err) != 0)
         return -1;
-    }
-    if (o->role != NULL) {
-        enum cdn_role_kind k = cdn_conf_role_parse(o->role);
+    if (role_flag != NULL) {
+        enum cdn_role_kind k = cdn_conf_role_parse(role_flag);
         if (k == CDN_ROLE_UNSET) {
-            fprintf(stderr, "cdn-node: --role %s: expected edge or regional\n", o->role);
+            *err = cdn_xasprintf("cdn-node: --role %s: expected edge or regional", role_flag);
             goto fail;
         }
         (*conf)->role = k;
     }
     *role = cdn_role_find((*conf)->role);
     if (*role == NULL) {
-        fprintf(stderr, "%s: no role: set \"role: edge|regional\" in the file or pass --role\n", o->config);
+        *err = cdn_xasprintf("%s: no role: set \"role: edge|regional\" in the file or pass --role", config);
         goto fail;
     }
-    int rc = (*role)->validate(*conf, &err, &warn);
-    if (warn != NULL)
-        fprintf(stderr, "%s\n", warn);
-    free(warn);
-    if (rc != 0) {
-        fprintf(stderr, "%s\n", err);
-        free(err);
+    if ((*role)->validate(*conf, err, warn) != 0)
         goto fail;
-    }
     return 0;
 fail:
     cdn_conf_free(conf);
     return -1;
+}
+
+/* load_conf for the command line: problems and warnings go to stderr. */
+static int load(const struct cmd_opts *o, struct cdn_conf **conf, const struct cdn_role **role)
+{
+    char *err = NULL, *warn = NULL;
+    int rc = load_conf(o->config, o->role, conf, role, &err, &warn);
+    if (warn != NULL)
+        fprintf(stderr, "%s\n", warn);
+    if (err != NULL)
+        fprintf(stderr, "%s\n", err);
+    free(warn);
+    free(err);
+    return rc;
+}
+
+/* The server's reload loader: the same file and --role as at start; warnings go to the log. */
+static int reload_loader(void *arg, struct cdn_conf **conf, struct cdn_server_policy *policy, char **err)
+{
+    const struct cmd_opts *o = arg;
+    const struct cdn_role *role = NULL;
+    char *warn = NULL;
+    int rc = load_conf(o->config, o->role, conf, &role, err, &warn);
+    if (warn != NULL)
+        cdn_log(CDN_LOG_WARN, "%s", warn);
+    free(warn);
+    if (rc == 0)
+        cdn_role_policy(role, policy);
+    return rc;
+}
+
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+        cdn_log(CDN_LOG_ERROR, "cannot write pid file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 static int cmd_check_config(int argc, char **argv)
@@ -133,16 +180,16 @@ static int cmd_check_config(int argc, char **argv)
     cdn_role_policy(role, &policy);
     struct cdn_server srv;
     char *err = NULL;
-    int rc = cdn_server_init(&srv, conf, &policy, &err);
+    size_t nlisteners = conf->nlisteners, nremap = conf->nremap;
+    int rc = cdn_server_init(&srv, &conf, &policy, &err);
     if (rc != 0) {
         fprintf(stderr, "%s\n", err);
         free(err);
     } else {
-        printf("%s: ok (role %s, %zu listeners, %zu remap rules)\n", o.config, role->name, conf->nlisteners,
-               conf->nremap);
+        printf("%s: ok (role %s, %zu listeners, %zu remap rules)\n", o.config, role->name, nlisteners,
+               nremap);
     }
     cdn_server_dispose(&srv);
-    cdn_conf_free(&conf);
     return rc == 0 ? 0 : 1;
 }
 
@@ -165,21 +212,29 @@ static int cmd_run(int argc, char **argv)
     struct cdn_server_policy policy;
     cdn_role_policy(role, &policy);
     struct cdn_server srv;
-    int rc = cdn_server_init(&srv, conf, &policy, &err);
+    int rc = cdn_server_init(&srv, &conf, &policy, &err);
+    srv.loader = reload_loader;
+    srv.loader_arg = &o;
     if (rc == 0)
         rc = cdn_server_open_cache(&srv, &err);
     if (rc == 0)
         rc = cdn_server_bind(&srv, &err);
+    if (rc == 0 && o.pid_file != NULL && write_pid_file(o.pid_file) != 0)
+        rc = -1, err = cdn_xasprintf("cannot write pid file %s: %s", o.pid_file, strerror(errno));
+    if (rc == 0)
+        rc = cdn_server_drop_privileges(&srv, &err);
     if (rc != 0) {
         cdn_log(CDN_LOG_ERROR, "%s", err);
         fprintf(stderr, "%s\n", err);
         free(err);
     } else {
-        cdn_log(CDN_LOG_INFO, "cdn-node %s starting as %s (config %s)", CDN_VERSION, role->name, conf->path);
+        cdn_log(CDN_LOG_INFO, "cdn-node %s starting as %s (config %s)", CDN_VERSION, role->name, o.config);
         rc = cdn_server_run(&srv, o.ports_file);
         cdn_log(CDN_LOG_INFO, "stopped");
     }
     cdn_server_dispose(&srv);
+    if (o.pid_file != NULL && rc == 0)
+        unlink(o.pid_file);
     cdn_log_close();
     cdn_conf_free(&conf);
     return rc == 0 ? 0 : 1;
@@ -192,6 +247,7 @@ static const struct {
     {"run", cmd_run},
     {"check-config", cmd_check_config},
     {"ca-check", cmd_ca_check},
+    {"reload", cmd_reload},
 };
 
 int main(int argc, char **argv)

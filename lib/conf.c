@@ -31,7 +31,7 @@
 #define CONF_MAX_FILE_SIZE (16u * 1024 * 1024) /* a config is a few KiB; refuse anything absurd */
 #define CONF_MAX_LISTENERS 128
 #define CONF_MAX_NAME      64 /* listener names and the Via pseudonym */
-#define CONF_MAX_CMDS      16 /* keys in one table */
+#define CONF_MAX_CMDS      48
 #define CONF_SHOW_MAX      48 /* bytes of a value or key quoted in a message */
 
 enum node_kind { NODE_SCALAR, NODE_MAP, NODE_SEQ, NODE_BAD /* an alias, already reported */ };
@@ -105,7 +105,7 @@ struct conf_cmd {
 };
 
 static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni;
-static conf_post listener_post, upstream_post;
+static conf_post listener_post, upstream_post, admin_post;
 static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
@@ -271,6 +271,11 @@ static const struct conf_cmd admin_cmds[] = {
      .check = check_ip,
      .what = "an IPv4 or IPv6 address literal (no brackets, no host name)"},
     {.key = "port", .type = CT_INT, .offset = AD(port), .flags = CMD_REQUIRED, .min = 0, .max = 65535},
+    {.key = "tls", .type = CT_BOOL, .offset = AD(tls)},
+    {.key = "certificate", .type = CT_PATH, .offset = AD(certificate)},
+    {.key = "key", .type = CT_PATH, .offset = AD(key)},
+    {.key = "ca_file", .type = CT_PATH, .offset = AD(ca_file)},
+    {.key = "client_auth", .type = CT_ENUM, .offset = AD(client_auth), .enums = client_auth_enums},
     {0}};
 #undef AD
 
@@ -300,6 +305,16 @@ static const struct conf_cmd top_cmds[] = {
      .flags = CMD_SEQ,
      .what = "a sequence of SNI rule maps"},
     {.key = "host_sni_policy", .type = CT_ENUM, .offset = C(host_sni_policy), .enums = host_sni_policy_enums},
+    {.key = "watch_files", .type = CT_BOOL, .offset = C(watch_files)},
+    {.key = "watch_interval", .type = CT_MSEC, .offset = C(watch_interval_ms), .min = 100, .max = 3600000},
+    {.key = "user",
+     .type = CT_STR,
+     .offset = C(user),
+     .check = check_name,
+     .what = "a user name",
+     .flags = CMD_POS,
+     .pos_offset = C(user_pos)},
+    {.key = "group", .type = CT_STR, .offset = C(group), .check = check_name, .what = "a group name"},
     {.key = "remap",
      .type = CT_CUSTOM,
      .handler = set_remap,
@@ -318,6 +333,7 @@ static const struct conf_cmd top_cmds[] = {
      .type = CT_MAP,
      .offset = C(admin),
      .sub = admin_cmds,
+     .post = admin_post,
      .flags = CMD_POS,
      .pos_offset = C(admin.pos)},
     {.key = "cache",
@@ -1200,6 +1216,26 @@ static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct 
     }
 }
 
+static void admin_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                       const struct node *const *seen)
+{
+    struct cdn_conf_admin *a = base;
+    if (!a->tls) {
+        if (a->certificate != NULL || a->key != NULL || a->ca_file != NULL ||
+            seen_get(admin_cmds, seen, "client_auth") != NULL)
+            sub_err(ld, map->pos, key, "tls", "certificate, key, ca_file and client_auth need tls: true");
+        return;
+    }
+    if (a->certificate == NULL)
+        sub_err(ld, map->pos, key, "certificate", "missing required key (tls is true)");
+    if (a->key == NULL)
+        sub_err(ld, map->pos, key, "key", "missing required key (tls is true)");
+    if (a->client_auth == CDN_CLIENT_AUTH_UNSET)
+        a->client_auth = CDN_CLIENT_AUTH_REQUIRE; /* the admin can purge and reload: prove who you are */
+    if (a->client_auth != CDN_CLIENT_AUTH_NONE && a->ca_file == NULL)
+        sub_err(ld, map->pos, key, "ca_file", "missing required key (client_auth is not none)");
+}
+
 static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
                           const struct node *const *seen)
 {
@@ -1302,6 +1338,8 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->timeouts.upstream_idle_ms = 30000;
     conf->timeouts.drain_ms = 30000;
     conf->admin.port = -1;
+    conf->admin.client_auth = CDN_CLIENT_AUTH_UNSET;
+    conf->watch_interval_ms = 1000;
     conf->cache.size = 1ull << 30;
     conf->cache.max_object_size = 64ull << 20;
     conf->limits.max_header_size = 32 * 1024;
@@ -1348,6 +1386,11 @@ void cdn_conf_free(struct cdn_conf **confp)
     }
     free(conf->remap);
     free(conf->admin.address);
+    free(conf->admin.certificate);
+    free(conf->admin.key);
+    free(conf->admin.ca_file);
+    free(conf->user);
+    free(conf->group);
     free(conf->cache.path);
     free(conf->cache.name);
     for (size_t i = 0; i < conf->cache.nignore_params; i++)

@@ -98,6 +98,9 @@ struct cdn_conf_log {
 struct cdn_conf_admin {
     char *address; /* NULL = no admin listener; else an IP literal (default 127.0.0.1 when port is set) */
     int port;      /* -1 = no admin listener; 0 = pick a free port (written to --ports-file as "admin") */
+    bool tls;      /* HTTPS with certificate/key; client certificates per client_auth (default require) */
+    char *certificate, *key, *ca_file;
+    int client_auth; /* enum cdn_client_auth; UNSET = require when tls */
     struct cdn_conf_pos pos;
 };
 
@@ -130,7 +133,11 @@ struct cdn_conf {
     char *via;                     /* pseudonym in Via headers; default "cdn-node" */
     struct cdn_conf_sni_rule *sni; /* per-SNI rules, applied to every TLS listener (lib/sni.h) */
     size_t nsni;
-    int host_sni_policy; /* enum cdn_host_sni_policy; default enforce (421 for Host != SNI) */
+    int host_sni_policy;        /* enum cdn_host_sni_policy; default enforce (421 for Host != SNI) */
+    bool watch_files;           /* reload when the content of the config or a file it names changes */
+    uint64_t watch_interval_ms; /* how often watched files are read; default 1s */
+    char *user, *group;         /* privileges dropped to after binding; NULL = stay */
+    struct cdn_conf_pos user_pos;
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).

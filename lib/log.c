@@ -13,7 +13,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-static int log_level = CDN_LOG_INFO;
+static _Atomic int log_level = CDN_LOG_INFO;
 static int error_fd = STDERR_FILENO;
 static int access_fd = -1;
 static char *error_path, *access_path; /* for reopen; NULL = a standard stream (not reopened) */
@@ -187,6 +187,11 @@ void cdn_log_close(void)
     free(error_path);
     free(access_path);
     error_path = access_path = NULL;
+}
+
+void cdn_log_set_level(int level)
+{
+    log_level = level;
 }
 
 bool cdn_log_enabled(int level)

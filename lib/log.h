@@ -36,6 +36,8 @@ int cdn_log_reopen(char **err);
 /* Flushes the access log queue, stops the writer and closes the files. */
 void cdn_log_close(void);
 bool cdn_log_enabled(int level);
+/* Changes the level of the error log (a reload). */
+void cdn_log_set_level(int level);
 void cdn_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool cdn_log_access_enabled(void);
 void cdn_log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -42,7 +42,12 @@ static void pump_response_body(struct cdn_session *s);
 
 const struct cdn_conf *proxy_conf(const struct cdn_session *s)
 {
-    return s->w->srv->conf;
+    return s->gen->conf;
+}
+
+bool proxy_stale(const struct cdn_session *s)
+{
+    return s->w->stopping || s->gen->id != atomic_load_explicit(&s->w->srv->gen_id, memory_order_relaxed);
 }
 
 static size_t in_cap(const struct cdn_session *s)
@@ -100,6 +105,7 @@ static void session_free(struct cdn_session *s)
     if (s->next != NULL)
         s->next->prev = s->prev;
     reset_request(s);
+    cdn_gen_unref(&s->gen);
     struct cdn_worker *w = s->w;
     s->magic = 0;
     free(s);
@@ -159,7 +165,7 @@ static void log_access(struct cdn_session *s)
  * nothing of the request is left unread; returns true when the session was ended. */
 bool proxy_send_error(struct cdn_session *s, int status, bool keep)
 {
-    keep = keep && s->keep_alive && s->req_done && !s->client_eof && !s->w->stopping;
+    keep = keep && s->keep_alive && s->req_done && !s->client_eof && !proxy_stale(s);
     const char *reason = cdn_http1_reason(status);
     char body[128];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
@@ -167,7 +173,7 @@ bool proxy_send_error(struct cdn_session *s, int status, bool keep)
      * upstream (fwd) and got no usable response (no fwd-status). */
     char cs[200] = "";
     if (s->w->srv->store != NULL && s->pc.fwd != NULL && status >= 500)
-        snprintf(cs, sizeof(cs), "Cache-Status: %s; fwd=%s\r\n", s->w->srv->cache_name, s->pc.fwd);
+        snprintf(cs, sizeof(cs), "Cache-Status: %s; fwd=%s\r\n", s->gen->cache_name, s->pc.fwd);
     char head[768];
     int hlen = snprintf(head, sizeof(head),
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
@@ -284,7 +290,7 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
             continue; /* replaced by the stored response's validators */
         proxy_append_header(b, h);
     }
-    proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
+    proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->gen->via);
     append_client_cert(s, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
         cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
@@ -313,8 +319,7 @@ static void send_upstream_request(struct cdn_session *s)
 static void start_upstream(struct cdn_session *s, bool use_pool)
 {
     const struct cdn_remap_rule *rule = s->rule;
-    const struct cdn_server *srv = s->w->srv;
-    const struct cdn_conf_upstream *uc = &srv->conf->upstream;
+    const struct cdn_conf_upstream *uc = &s->gen->conf->upstream;
     const char *host = rule->to.host;
     uint16_t port = rule->to.port;
     char *ovr_host = NULL;
@@ -334,8 +339,8 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     free(s->up_name);
     free(s->up_key);
     s->up_name = cdn_xasprintf("%s:%u", host, port);
-    s->up_key =
-        cdn_xasprintf("%c|%s|%u|%s", rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "");
+    s->up_key = cdn_xasprintf("%llu|%c|%s|%u|%s", (unsigned long long)s->gen->id, rule->to.tls ? 's' : 'p',
+                              host, port, rule->to.tls ? tls_name : "");
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
@@ -345,8 +350,8 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
         send_upstream_request(s);
     } else {
         proxy_count(s, CDN_STAT_upstream_conns_opened);
-        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
-                                 cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
+        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? s->gen->upstream_ctx : NULL,
+                                 tls_name, cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
     }
@@ -375,7 +380,7 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
         proxy_send_error(s, 405, true);
         return;
     }
-    const struct cdn_remap_rule *rule = cdn_remap_lookup(s->w->srv->remap, s->lis->ctx != NULL, req->host,
+    const struct cdn_remap_rule *rule = cdn_remap_lookup(s->gen->remap, s->lis->ctx != NULL, req->host,
                                                          req->host_len, req->path, req->path_len);
     if (rule == NULL) {
         cdn_buf_consume(&s->down->in, head_len);
@@ -436,7 +441,7 @@ static void process_request_bytes(struct cdn_session *s)
     }
     s->head_scanned = d->in.len;
     static _Thread_local struct cdn_http_request req; /* 10 KiB: kept off the stack */
-    int rc = cdn_http1_parse_request(cdn_buf_data(&d->in), d->in.len, &s->w->srv->limits, &req);
+    int rc = cdn_http1_parse_request(cdn_buf_data(&d->in), d->in.len, &s->gen->limits, &req);
     if (rc == CDN_HTTP_EAGAIN) {
         if (s->client_eof) /* the head will never complete */
             proxy_session_abort(s);
@@ -552,7 +557,7 @@ static void build_response_head(struct cdn_session *s, const struct cdn_http_res
         proxy_append_str(b, proxy_http_date());
         proxy_append_str(b, "\r\n");
     }
-    proxy_append_via(b, res->headers, res->num_headers, res->minor_version, s->w->srv->via);
+    proxy_append_via(b, res->headers, res->num_headers, res->minor_version, s->gen->via);
     s->close_after = false;
     if (res->body_kind == CDN_HTTP_BODY_LENGTH) {
         snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)res->content_length);
@@ -572,7 +577,7 @@ static void build_response_head(struct cdn_session *s, const struct cdn_http_res
 
 void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b)
 {
-    s->close_after = s->close_after || !s->keep_alive || s->client_eof || s->w->stopping;
+    s->close_after = s->close_after || !s->keep_alive || s->client_eof || proxy_stale(s);
     if (s->close_after)
         proxy_append_str(b, "Connection: close\r\n");
     else if (s->minor == 0)
@@ -585,7 +590,7 @@ static void finish_response(struct cdn_session *s, bool up_clean)
     if (s->resp_chunked_out)
         cdn_conn_write(s->down, "0\r\n\r\n", 5);
     if (up_clean && s->up_keepalive && s->req_done && s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 &&
-        !s->w->stopping)
+        !proxy_stale(s))
         cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
     else if (up_clean)
         cdn_conn_end(s->up);
@@ -599,7 +604,7 @@ static void finish_response(struct cdn_session *s, bool up_clean)
 void proxy_exchange_done(struct cdn_session *s)
 {
     log_access(s);
-    if (s->close_after || !s->req_done || s->client_eof || s->w->stopping) {
+    if (s->close_after || !s->req_done || s->client_eof || proxy_stale(s)) {
         session_end(s);
         return;
     }
@@ -612,7 +617,7 @@ void proxy_exchange_done(struct cdn_session *s)
 void proxy_release_upstream(struct cdn_session *s)
 {
     bool reusable = s->up_keepalive && s->req_done && s->resp_kind == CDN_HTTP_BODY_NONE &&
-                    s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 && !s->w->stopping;
+                    s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 && !proxy_stale(s);
     if (reusable)
         cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
     else
@@ -654,8 +659,7 @@ static void read_response_head(struct cdn_session *s)
     struct cdn_conn *u = s->up;
     static _Thread_local struct cdn_http_response res;
     for (;;) {
-        int rc =
-            cdn_http1_parse_response(cdn_buf_data(&u->in), u->in.len, &s->w->srv->limits, s->is_head, &res);
+        int rc = cdn_http1_parse_response(cdn_buf_data(&u->in), u->in.len, &s->gen->limits, s->is_head, &res);
         if (rc == CDN_HTTP_EAGAIN)
             return;
         if (rc < 0) {
@@ -937,18 +941,20 @@ static void on_down(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     corked(down_event, c, ev, status);
 }
 
-void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_stream_t *listener)
+void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_stream_t *listener)
 {
+    const struct cdn_listener_rt *l = &gen->listeners[li];
     struct cdn_session *s = cdn_xcalloc(1, sizeof(*s));
     s->magic = SESSION_MAGIC;
     s->w = w;
+    s->gen = gen;
     s->lis = l;
     cdn_buf_init(&s->up_head);
     int err = 0;
-    s->down = cdn_conn_accept(listener, l->ctx, (size_t)w->srv->conf->limits.max_header_size + 64 * 1024,
-                              on_down, s, &err);
+    s->down = cdn_conn_accept(listener, l->ctx, in_cap(s), on_down, s, &err);
     if (s->down == NULL) {
         cdn_log(CDN_LOG_WARN, "accept: %s", uv_strerror(err));
+        cdn_gen_unref(&s->gen);
         s->magic = 0;
         free(s);
         return;
@@ -963,19 +969,21 @@ void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_
     s->counted = true;
     if (l->ctx != NULL) {
         s->state = ST_HANDSHAKE;
-        cdn_conn_set_timeout(s->down, w->srv->conf->timeouts.handshake_ms);
+        cdn_conn_set_timeout(s->down, gen->conf->timeouts.handshake_ms);
     } else {
         s->state = ST_IDLE;
-        cdn_conn_set_timeout(s->down, w->srv->conf->timeouts.request_header_ms);
+        cdn_conn_set_timeout(s->down, gen->conf->timeouts.request_header_ms);
     }
 }
 
-struct cdn_session *proxy_session_background(struct cdn_worker *w, const struct cdn_listener_rt *lis)
+struct cdn_session *proxy_session_background(const struct cdn_session *parent)
 {
+    struct cdn_worker *w = parent->w;
     struct cdn_session *s = cdn_xcalloc(1, sizeof(*s));
     s->magic = SESSION_MAGIC;
     s->w = w;
-    s->lis = lis;
+    s->gen = cdn_gen_ref(parent->gen);
+    s->lis = parent->lis;
     cdn_buf_init(&s->up_head);
     s->down = cdn_conn_sink(&w->loop, on_down, s);
     s->next = w->sessions;

@@ -10,8 +10,9 @@
 
 #include "lib/server.h"
 
-/* Called by the worker for each connection ready on a listener. */
-void cdn_proxy_accept(struct cdn_worker *w, const struct cdn_listener_rt *l, uv_stream_t *listener);
+/* Called by the worker for each connection ready on listener li of gen; the session takes over the
+ * caller's reference to gen. */
+void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_stream_t *listener);
 /* The worker starts draining (w->draining and w->stopping are set): ends every session that has no
  * request in progress (idle keep-alive, still handshaking, waiting for a first request) at once. The
  * others end after their response (keep-alive is off); when the last one is gone the proxy calls

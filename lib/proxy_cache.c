@@ -47,7 +47,7 @@ static bool is_method(const char *m, const char *want)
 static const struct cdn_http_request *request_again(struct cdn_session *s)
 {
     static _Thread_local struct cdn_http_request req;
-    int rc = cdn_http1_parse_request(cdn_buf_data(&s->pc.req), s->pc.req.len, &s->w->srv->limits, &req);
+    int rc = cdn_http1_parse_request(cdn_buf_data(&s->pc.req), s->pc.req.len, &s->gen->limits, &req);
     CDN_ASSERT(rc > 0); /* it parsed the first time */
     return &req;
 }
@@ -67,7 +67,7 @@ static int decode_stored(struct cdn_session *s, struct cache_hit *hit, struct st
     if (n < 0)
         return n;
     st->n = (size_t)n;
-    cache_policy_parse_response(&s->w->srv->cache_policy, st->e.status, st->h, st->n, &st->ri);
+    cache_policy_parse_response(&s->gen->cache_policy, st->e.status, st->h, st->n, &st->ri);
     return 0;
 }
 
@@ -167,8 +167,8 @@ static void serve_stored(struct cdn_session *s, struct cache_hit *hit, struct st
     }
     snprintf(line, sizeof(line), "Age: %lld\r\n", (long long)cache_policy_age_value(d->age));
     proxy_append_str(&b, line);
-    proxy_append_via(&b, st->h, st->n, 1, s->w->srv->via);
-    struct cache_status cs = {.cache = s->w->srv->cache_name,
+    proxy_append_via(&b, st->h, st->n, 1, s->gen->via);
+    struct cache_status cs = {.cache = s->gen->cache_name,
                               .hit = fwd == NULL,
                               .collapsed = s->pc.collapsed,
                               .fwd = fwd,
@@ -292,7 +292,7 @@ static void collapse_lookup(struct cdn_session *s)
         struct cache_request_info creq;
         cache_policy_parse_request(req->headers, req->num_headers, &creq);
         struct cache_decision d;
-        enum cache_use use = cache_policy_decide(&s->w->srv->cache_policy, &st.ri, st.e.request_time,
+        enum cache_use use = cache_policy_decide(&s->gen->cache_policy, &st.ri, st.e.request_time,
                                                  st.e.response_time, &creq, (int64_t)time(NULL), &d);
         if (use == CACHE_USE_FRESH || use == CACHE_USE_STALE) {
             s->pc.collapsed = true;
@@ -413,9 +413,9 @@ static void serve_shared(struct cdn_session *s)
             continue;
         proxy_append_header(&b, &h[i]);
     }
-    proxy_append_via(&b, h, (size_t)n, 1, s->w->srv->via);
+    proxy_append_via(&b, h, (size_t)n, 1, s->gen->via);
     struct cache_status cs = {
-        .cache = s->w->srv->cache_name, .fwd = "uri-miss", .fwd_status = e.status, .collapsed = true};
+        .cache = s->gen->cache_name, .fwd = "uri-miss", .fwd_status = e.status, .collapsed = true};
     cache_status_member(s, &cs, h, (size_t)n, &b);
     uint64_t length;
     if (cdn_share_length(s->pc.share, &length)) {
@@ -479,7 +479,7 @@ static void invalidate(struct cdn_session *s, const struct cdn_http_response *re
         struct cdn_buf key;
         cdn_buf_init(&key);
         cache_key_build(&key, r->to.tls, r->to.host, r->to.port, paths[i].p, paths[i].n,
-                        &srv->cache_key_rules);
+                        &s->gen->cache_key_rules);
         cache_store_remove(srv->store, cdn_buf_data(&key), key.len);
         cdn_buf_dispose(&key);
     }
@@ -495,7 +495,7 @@ static void refresh_in_background(struct cdn_session *s, const struct stored *st
         cdn_collapse_leave(&wait);
         return;
     }
-    struct cdn_session *b = proxy_session_background(s->w, s->lis);
+    struct cdn_session *b = proxy_session_background(s);
     b->method = cdn_xstrdup(s->method);
     b->host = s->host != NULL ? cdn_xstrdup(s->host) : NULL;
     b->path = cdn_xstrdup(s->path);
@@ -533,7 +533,7 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
     }
     s->pc.active = true;
     cache_key_build(&s->pc.key, s->rule->to.tls, s->rule->to.host, s->rule->to.port, target, strlen(target),
-                    &srv->cache_key_rules);
+                    &s->gen->cache_key_rules);
     struct cache_request_info creq;
     cache_policy_parse_request(req->headers, req->num_headers, &creq);
     s->pc.no_store = (creq.cc.flags & CACHE_CC_NO_STORE) != 0;
@@ -549,7 +549,7 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
         cache_hit_release(&hit);
     } else {
         struct cache_decision d;
-        enum cache_use use = cache_policy_decide(&srv->cache_policy, &st.ri, st.e.request_time,
+        enum cache_use use = cache_policy_decide(&s->gen->cache_policy, &st.ri, st.e.request_time,
                                                  st.e.response_time, &creq, (int64_t)time(NULL), &d);
         if (cdn_log_enabled(CDN_LOG_DEBUG))
             cdn_log(CDN_LOG_DEBUG, "cache: %.*s: %s (age %lld, lifetime %lld)", (int)s->pc.key.len,
@@ -603,7 +603,7 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
 static bool storable_size(const struct cdn_session *s, const struct cdn_http_response *res)
 {
     return res->body_kind != CDN_HTTP_BODY_LENGTH ||
-           res->content_length <= s->w->srv->conf->cache.max_object_size;
+           res->content_length <= s->gen->conf->cache.max_object_size;
 }
 
 static void on_fill_drain(struct cache_fill *fill, void *data)
@@ -678,7 +678,7 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
         if (res->status >= 200 && res->status < 400 && !is_method(s->method, "GET") &&
             !is_method(s->method, "HEAD"))
             invalidate(s, res); /* RFC 9111 4.4 */
-        struct cache_status cs = {.cache = srv->cache_name, .fwd = s->pc.fwd, .fwd_status = res->status};
+        struct cache_status cs = {.cache = s->gen->cache_name, .fwd = s->pc.fwd, .fwd_status = res->status};
         cache_status_member(s, &cs, res->headers, res->num_headers, cs_line);
         proxy_count(s, CDN_STAT_cache_uncacheable);
         return false;
@@ -713,10 +713,10 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
                 fresh->n = (size_t)n;
                 fresh->e.request_time = e.request_time;
                 fresh->e.response_time = e.response_time;
-                cache_policy_parse_response(&srv->cache_policy, fresh->e.status, fresh->h, fresh->n,
+                cache_policy_parse_response(&s->gen->cache_policy, fresh->e.status, fresh->h, fresh->n,
                                             &fresh->ri);
                 struct cache_decision d;
-                cache_policy_decide(&srv->cache_policy, &fresh->ri, e.request_time, e.response_time, &creq,
+                cache_policy_decide(&s->gen->cache_policy, &fresh->ri, e.request_time, e.response_time, &creq,
                                     now, &d);
                 proxy_release_upstream(s);
                 lead_done(s, CDN_COLLAPSE_STORED);
@@ -733,8 +733,8 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
         }
         if (hit != NULL && res->status >= 500) {
             struct cache_decision d;
-            cache_policy_decide(&srv->cache_policy, &st.ri, st.e.request_time, st.e.response_time, &creq, now,
-                                &d);
+            cache_policy_decide(&s->gen->cache_policy, &st.ri, st.e.request_time, st.e.response_time, &creq,
+                                now, &d);
             if (cache_policy_stale_if_error_ok(&st.ri, &creq, &d, res->status)) {
                 proxy_release_upstream(s);
                 serve_stored(s, hit, &st, &d, "stale", res->status);
@@ -745,7 +745,7 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     }
 
     struct cache_response_info ri;
-    cache_policy_parse_response(&srv->cache_policy, res->status, res->headers, res->num_headers, &ri);
+    cache_policy_parse_response(&s->gen->cache_policy, res->status, res->headers, res->num_headers, &ri);
     const char *why = NULL;
     /* Like nginx and Varnish, and unlike the bare RFC: a Set-Cookie is meant for one client, so a
      * shared cache that replayed it could hand one user's session to everyone. */
@@ -755,8 +755,9 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     /* Also ours: a response that is stale on arrival and has no validator could only ever be fetched
      * again in full (the RFC allows storing it; it would only cost a write per request). Unless it may
      * be served stale (stale-if-error, stale-while-revalidate). */
-    bool useless = cache_policy_freshness_lifetime(&srv->cache_policy, &ri, now) <= 0 && ri.etag.p == NULL &&
-                   ri.last_modified < 0 && ri.cc.stale_if_error <= 0 && ri.cc.stale_while_revalidate <= 0;
+    bool useless = cache_policy_freshness_lifetime(&s->gen->cache_policy, &ri, now) <= 0 &&
+                   ri.etag.p == NULL && ri.last_modified < 0 && ri.cc.stale_if_error <= 0 &&
+                   ri.cc.stale_while_revalidate <= 0;
     bool allowed = cache_policy_is_storable(s->method, strlen(s->method), &creq, &ri, &why);
     if (allowed && useless && why == NULL)
         why = "no-freshness";
@@ -766,13 +767,13 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     proxy_count(s, store ? CDN_STAT_cache_miss : CDN_STAT_cache_uncacheable);
     if (!store)
         lead_done(s, CDN_COLLAPSE_GO); /* the waiters fetch it themselves */
-    struct cache_status cs = {.cache = srv->cache_name,
+    struct cache_status cs = {.cache = s->gen->cache_name,
                               .fwd = s->pc.fwd,
                               .fwd_status = res->status,
                               .stored = store,
                               .collapsed = s->pc.collapsed};
     if (store) {
-        int64_t life = cache_policy_freshness_lifetime(&srv->cache_policy, &ri, now);
+        int64_t life = cache_policy_freshness_lifetime(&s->gen->cache_policy, &ri, now);
         int64_t age = cache_policy_current_age(&ri, s->pc.req_time, now, now);
         cs.has_ttl = true;
         cs.ttl = life - age;
@@ -798,8 +799,7 @@ bool proxy_cache_upstream_error(struct cdn_session *s)
     cache_policy_parse_request(req->headers, req->num_headers, &creq);
     struct cache_decision d;
     int64_t now = (int64_t)time(NULL);
-    cache_policy_decide(&s->w->srv->cache_policy, &st.ri, st.e.request_time, st.e.response_time, &creq, now,
-                        &d);
+    cache_policy_decide(&s->gen->cache_policy, &st.ri, st.e.request_time, st.e.response_time, &creq, now, &d);
     bool vary_ok = st.e.vary_len == 0 ||
                    cache_policy_vary_match(st.e.vary, st.e.vary_len, req->headers, req->num_headers,
                                            st.e.secondary_key, st.e.secondary_key_len);
@@ -829,7 +829,7 @@ void proxy_cache_body(struct cdn_session *s, const char *p, size_t n)
         /* A body that turned out too large to store may still be relayed to the waiters, up to a
          * bound on the memory it holds; past it they are cut off (their clients see truncation). */
         s->pc.shared += n;
-        if (s->pc.shared > SHARE_MAX_FACTOR * s->w->srv->conf->cache.max_object_size)
+        if (s->pc.shared > SHARE_MAX_FACTOR * s->gen->conf->cache.max_object_size)
             share_close(s, false);
         else
             cdn_share_append(s->pc.share, p, n);

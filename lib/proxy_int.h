@@ -71,7 +71,8 @@ enum sess_state {
 struct cdn_session {
     uint32_t magic;
     struct cdn_worker *w;
-    const struct cdn_listener_rt *lis;
+    struct cdn_gen *gen;               /* the configuration the connection was accepted under (a ref) */
+    const struct cdn_listener_rt *lis; /* in gen */
     struct cdn_session *prev, *next;
     struct cdn_conn *down, *up;
     enum sess_state state;
@@ -110,6 +111,8 @@ struct cdn_session {
 
 /* lib/proxy.c */
 const struct cdn_conf *proxy_conf(const struct cdn_session *s);
+/* No more keep-alive (nor pooling): the worker stops, or a reload made the session's generation old. */
+bool proxy_stale(const struct cdn_session *s);
 const char *proxy_http_date(void);
 void proxy_append_str(struct cdn_buf *b, const char *p);
 void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h);
@@ -128,7 +131,7 @@ void proxy_session_abort(struct cdn_session *s);
 void proxy_release_upstream(struct cdn_session *s);
 /* A session whose "client" is a sink conn, for fetches nobody waits on (background revalidation).
  * The caller fills in the request fields and calls proxy_forward. */
-struct cdn_session *proxy_session_background(struct cdn_worker *w, const struct cdn_listener_rt *lis);
+struct cdn_session *proxy_session_background(const struct cdn_session *parent);
 /* Sends the request upstream (builds the head from req, the remap rule and target). */
 void proxy_forward(struct cdn_session *s, const struct cdn_http_request *req, const char *target);
 /* The downstream response is complete: log it, then keep the connection for the next request or end it. */

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <pwd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -28,6 +30,7 @@
 #include "lib/sni.h"
 #include "lib/tls.h"
 #include "lib/util.h"
+#include "lib/watch.h"
 
 static int make_addr(const char *address, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -68,11 +71,12 @@ fail : {
 
 static int bind_listener(struct cdn_server *s, size_t li, char **err)
 {
-    struct cdn_listener_rt *l = &s->listeners[li];
+    struct cdn_listener_rt *l = &s->gen->listeners[li];
+    const char *path = s->gen->conf->path;
     struct sockaddr_storage ss;
     socklen_t len;
     if (make_addr(l->conf->address, l->conf->port, &ss, &len) != 0) {
-        *err = cdn_xasprintf("%s:%d:%d: listener %s: bad address %s", s->conf->path, l->conf->pos.line,
+        *err = cdn_xasprintf("%s:%d:%d: listener %s: bad address %s", path, l->conf->pos.line,
                              l->conf->pos.col, l->conf->name, l->conf->address);
         return -1;
     }
@@ -81,23 +85,23 @@ static int bind_listener(struct cdn_server *s, size_t li, char **err)
     int probe = bind_socket(&ss, len, false, false);
     if (probe < 0) {
         *err =
-            cdn_xasprintf("%s:%d:%d: listener %s: cannot bind %s:%d: %s", s->conf->path, l->conf->pos.line,
+            cdn_xasprintf("%s:%d:%d: listener %s: cannot bind %s:%d: %s", path, l->conf->pos.line,
                           l->conf->pos.col, l->conf->name, l->conf->address, l->conf->port, strerror(-probe));
         return -1;
     }
     struct sockaddr_storage bound;
     socklen_t blen = sizeof(bound);
     getsockname(probe, (struct sockaddr *)&bound, &blen);
-    l->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    s->ports[li] = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                    : ((struct sockaddr_in6 *)&bound)->sin6_port);
     close(probe);
-    make_addr(l->conf->address, l->port, &ss, &len);
+    make_addr(l->conf->address, s->ports[li], &ss, &len);
     for (unsigned w = 0; w < s->nworkers; w++) {
         int fd = bind_socket(&ss, len, true, true);
         if (fd < 0) {
-            *err = cdn_xasprintf("%s:%d:%d: listener %s: cannot listen on %s:%d: %s", s->conf->path,
-                                 l->conf->pos.line, l->conf->pos.col, l->conf->name, l->conf->address,
-                                 l->port, strerror(-fd));
+            *err =
+                cdn_xasprintf("%s:%d:%d: listener %s: cannot listen on %s:%d: %s", path, l->conf->pos.line,
+                              l->conf->pos.col, l->conf->name, l->conf->address, s->ports[li], strerror(-fd));
             return -1;
         }
         s->fds[w * s->nlisteners + li] = fd;
@@ -108,203 +112,42 @@ static int bind_listener(struct cdn_server *s, size_t li, char **err)
 static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_extra *extra);
 static bool admin_ready(void *ctx);
 static int admin_purge(void *ctx, const char *url, size_t len);
+static int admin_reload(void *ctx);
 
-static int64_t asn1_epoch(const ASN1_TIME *t)
-{
-    struct tm tm;
-    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
-        return 0;
-    return (int64_t)timegm(&tm);
-}
-
-/* Registers certificate_expiry_seconds series for every certificate (or CRL) of file. */
-static void add_expiry_series(struct cdn_server *s, const char *kind, const char *file)
-{
-    if (file == NULL)
-        return;
-    if (strcmp(kind, "crl") == 0) {
-        BIO *bio = BIO_new_file(file, "r");
-        X509_CRL *crl;
-        while (bio != NULL && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
-            char issuer[256];
-            X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
-            cdn_stats_extra_add(&s->cert_series, CDN_STAT_certificate_expiry_seconds,
-                                (const char *const[]){kind, file, issuer},
-                                asn1_epoch(X509_CRL_get0_nextUpdate(crl)), true);
-            X509_CRL_free(crl);
-        }
-        BIO_free(bio);
-        ERR_clear_error();
-        return;
-    }
-    char *err = NULL;
-    STACK_OF(X509) *sk = cdn_tls_load_certs(file, &err);
-    free(err);
-    for (int i = 0; sk != NULL && i < sk_X509_num(sk); i++) {
-        X509 *x = sk_X509_value(sk, i);
-        char subject[256];
-        X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
-        cdn_stats_extra_add(&s->cert_series, CDN_STAT_certificate_expiry_seconds,
-                            (const char *const[]){kind, file, subject}, asn1_epoch(X509_get0_notAfter(x)),
-                            true);
-    }
-    sk_X509_pop_free(sk, X509_free);
-}
-
-/* Every certificate the node loads is judged like `cdn-node ca-check` does (lib/certcheck.c): errors
- * in a server or client certificate, or in a CA bundle that decides who may connect, refuse the
- * config; an upstream CA bundle (often the system's, with old roots in it) and everything else only
- * warn. */
-static int check_one(const struct cdn_server *s, enum cdn_certcheck_kind kind, const char *file, bool strict,
-                     const struct cdn_conf_pos *pos, const char *what, char **err)
-{
-    if (file == NULL)
-        return 0;
-    struct cdn_certcheck_opts o;
-    cdn_certcheck_opts_init(&o, kind);
-    char *e = NULL, *w = NULL;
-    int rc = cdn_certcheck_verify_file(file, &o, &e, &w);
-    if (w != NULL)
-        cdn_log(CDN_LOG_WARN, "%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what, w);
-    if (rc != 0 && !strict && e != NULL)
-        cdn_log(CDN_LOG_WARN, "%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what, e);
-    if (rc != 0 && strict)
-        *err = cdn_xasprintf("%s:%d:%d: %s:\n%s", s->conf->path, pos->line, pos->col, what,
-                             e != NULL ? e : "cannot be read");
-    free(e);
-    free(w);
-    return rc != 0 && strict ? -1 : 0;
-}
-
-static int check_material(const struct cdn_server *s, char **err)
-{
-    const struct cdn_conf *conf = s->conf;
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        const struct cdn_conf_listener *l = &conf->listeners[i];
-        if (!l->tls)
-            continue;
-        if (check_one(s, CDN_CERTCHECK_KIND_SERVER, l->certificate, true, &l->pos, "listener certificate",
-                      err) != 0 ||
-            check_one(s, CDN_CERTCHECK_KIND_CA, l->ca_file, true, &l->pos, "listener ca_file", err) != 0)
-            return -1;
-    }
-    const struct cdn_conf_upstream *u = &conf->upstream;
-    if (check_one(s, CDN_CERTCHECK_KIND_CLIENT, u->client_certificate, true, &u->pos,
-                  "upstream client_certificate", err) != 0)
-        return -1;
-    return check_one(s, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, "upstream ca_file", err);
-}
-
-static bool remap_needs_tls(const struct cdn_remap *r)
-{
-    for (size_t i = 0; i < r->nrules; i++) {
-        if (r->rules[i].to.tls)
-            return true;
-    }
-    return false;
-}
-
-int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cdn_server_policy *policy,
+int cdn_server_init(struct cdn_server *s, struct cdn_conf **conf, const struct cdn_server_policy *policy,
                     char **err)
 {
     memset(s, 0, sizeof(*s));
-    cdn_stats_extra_init(&s->cert_series);
-    s->conf = conf;
+    uv_mutex_init(&s->gen_lock);
     s->policy = *policy;
-    s->via = cdn_xstrdup(conf->via != NULL ? conf->via : "cdn-node");
-    s->limits.max_head_size = conf->limits.max_header_size;
-    s->limits.max_headers = conf->limits.max_headers;
+    s->collapse = cdn_collapse_new();
+    const struct cdn_conf *c = *conf;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    s->nworkers = conf->workers != 0 ? conf->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
-    s->nlisteners = conf->nlisteners + (conf->admin.port >= 0 ? 1 : 0);
-    s->listeners = cdn_xcalloc(s->nlisteners, sizeof(*s->listeners));
-    s->fds = cdn_xcalloc((size_t)s->nworkers * s->nlisteners, sizeof(int));
+    s->nworkers = c->workers != 0 ? c->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+    s->nlisteners = c->nlisteners + (c->admin.port >= 0 ? 1 : 0);
+    s->admin_li = c->admin.port >= 0 ? c->nlisteners : SIZE_MAX;
+    s->ports = cdn_xcalloc(s->nlisteners > 0 ? s->nlisteners : 1, sizeof(int));
+    s->fds = cdn_xcalloc((size_t)s->nworkers * s->nlisteners + 1, sizeof(int));
     for (size_t i = 0; i < (size_t)s->nworkers * s->nlisteners; i++)
         s->fds[i] = -1;
-
-    cache_policy_cfg_defaults(&s->cache_policy);
-    s->cache_key_rules.ignore_query = conf->cache.ignore_query;
-    s->cache_key_rules.ignore_params = conf->cache.ignore_params;
-    s->cache_key_rules.nignore_params = conf->cache.nignore_params;
-    s->collapse = cdn_collapse_new();
+    if (cdn_gen_new(conf, policy, &s->gen, err) != 0)
+        return -1;
+    atomic_store(&s->gen_id, s->gen->id);
     s->admin_ops = (struct cdn_admin_ops){.ctx = s,
                                           .role = policy->role_name,
                                           .collect = admin_collect,
                                           .ready = admin_ready,
-                                          .purge = conf->cache.path != NULL ? admin_purge : NULL};
-    s->cache_name = conf->cache.name != NULL ? cdn_xstrdup(conf->cache.name)
-                                             : cdn_xasprintf("cdn-node-%s", policy->role_name);
-    if (cdn_remap_new(conf, &s->remap, err) != 0)
-        return -1;
-    if (conf->admin.port >= 0) { /* the last listener; plain, never reachable through remap */
-        struct cdn_listener_rt *l = &s->listeners[s->nlisteners - 1];
-        s->admin_conf.name = (char *)"admin";
-        s->admin_conf.address = conf->admin.address != NULL ? conf->admin.address : (char *)"127.0.0.1";
-        s->admin_conf.port = conf->admin.port;
-        s->admin_conf.pos = conf->admin.pos;
-        l->conf = &s->admin_conf;
-        l->admin = true;
-        l->client_auth = CDN_CLIENT_AUTH_NONE;
-    }
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        struct cdn_listener_rt *l = &s->listeners[i];
-        const struct cdn_conf_listener *lc = &conf->listeners[i];
-        l->conf = lc;
-        l->client_auth =
-            lc->client_auth != CDN_CLIENT_AUTH_UNSET ? lc->client_auth : policy->default_client_auth;
-        if (!lc->tls) {
-            if (l->client_auth != CDN_CLIENT_AUTH_NONE) {
-                *err = cdn_xasprintf("%s:%d:%d: listener %s: client_auth %s needs tls: true", conf->path,
-                                     lc->pos.line, lc->pos.col, lc->name,
-                                     cdn_conf_client_auth_name(l->client_auth));
-                return -1;
-            }
-            continue;
-        }
-        char *e = NULL;
-        l->ctx = cdn_tls_server_ctx_new(lc->certificate, lc->key, l->client_auth, lc->ca_file, &e);
-        if (l->ctx != NULL && (cdn_tls_server_ctx_policy(l->ctx, lc, &e) != 0 ||
-                               cdn_sni_attach(l->ctx, conf, lc, l->client_auth, &l->sni, &e) != 0)) {
-            SSL_CTX_free(l->ctx);
-            l->ctx = NULL;
-        }
-        if (l->ctx == NULL) {
-            *err = cdn_xasprintf("%s:%d:%d: listener %s: %s", conf->path, lc->pos.line, lc->pos.col, lc->name,
-                                 e);
-            free(e);
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        const struct cdn_conf_listener *lc = &conf->listeners[i];
-        if (!lc->tls)
-            continue;
-        add_expiry_series(s, "server", lc->certificate);
-        add_expiry_series(s, "ca", lc->ca_file);
-        add_expiry_series(s, "crl", lc->crl_file);
-    }
-    for (size_t i = 0; i < conf->nsni; i++) {
-        add_expiry_series(s, "server", conf->sni[i].certificate);
-        add_expiry_series(s, "ca", conf->sni[i].ca_file);
-        add_expiry_series(s, "crl", conf->sni[i].crl_file);
-    }
-    if (remap_needs_tls(s->remap)) {
-        add_expiry_series(s, "client", conf->upstream.client_certificate);
-        add_expiry_series(s, "ca", conf->upstream.ca_file);
-    }
-    if (remap_needs_tls(s->remap)) {
-        char *e = NULL;
-        s->upstream_ctx = cdn_tls_client_ctx_new(&conf->upstream, &e);
-        if (s->upstream_ctx == NULL) {
-            *err = cdn_xasprintf("%s:%d:%d: upstream: %s", conf->path, conf->upstream.pos.line,
-                                 conf->upstream.pos.col, e);
-            free(e);
-            return -1;
-        }
-    }
-    if (check_material(s, err) != 0)
-        return -1;
+                                          .purge = s->gen->conf->cache.path != NULL ? admin_purge : NULL,
+                                          .reload = admin_reload};
     return 0;
+}
+
+struct cdn_gen *cdn_server_gen(struct cdn_server *s)
+{
+    uv_mutex_lock(&s->gen_lock);
+    struct cdn_gen *g = cdn_gen_ref(s->gen);
+    uv_mutex_unlock(&s->gen_lock);
+    return g;
 }
 
 /* ---- admin callbacks: they run on the worker serving the admin request ---- */
@@ -315,8 +158,18 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
     for (unsigned i = 0; i < s->nworkers; i++)
         cdn_stats_accumulate(sum, &s->workers[i].stats);
     cdn_stats_set(sum, CDN_STAT_start_time_seconds, (uint64_t)s->start_time);
-    cdn_stats_set(sum, CDN_STAT_reload_last_success, 1); /* no reload has failed (none ran yet) */
-    cdn_stats_extra_copy(extra, &s->cert_series);
+    cdn_stats_set(sum, CDN_STAT_log_access_dropped, cdn_log_access_dropped());
+    struct cdn_gen *g = cdn_server_gen(s);
+    cdn_stats_extra_copy(extra, &g->cert_series);
+    cdn_stats_set(sum, CDN_STAT_generation, g->id);
+    cdn_gen_unref(&g);
+    uv_mutex_lock(&s->gen_lock);
+    cdn_stats_set(sum, CDN_STAT_reloads_ok, s->reloads_ok);
+    cdn_stats_set(sum, CDN_STAT_reloads_failed, s->reloads_failed);
+    cdn_stats_set(sum, CDN_STAT_reload_last_time_seconds, (uint64_t)s->reload_last_time);
+    cdn_stats_set(sum, CDN_STAT_reload_last_success, s->reload_error == NULL ? 1 : 0);
+    cdn_stats_extra_set_reload_error(extra, s->reload_error);
+    uv_mutex_unlock(&s->gen_lock);
     if (s->store != NULL) {
         struct cache_store_stats st;
         cache_store_stats(s->store, &st);
@@ -356,10 +209,11 @@ static int admin_purge(void *ctx, const char *url, size_t len)
     size_t path_len = slash != NULL ? len - (size_t)(slash - url) : 1;
     struct cdn_buf key;
     cdn_buf_init(&key);
-    const struct cdn_remap_rule *r = cdn_remap_lookup(s->remap, tls, host, host_len, path, path_len);
+    struct cdn_gen *g = cdn_server_gen(s);
+    const struct cdn_remap_rule *r = cdn_remap_lookup(g->remap, tls, host, host_len, path, path_len);
     if (r != NULL) {
         char *target = cdn_remap_target_path(r, path, path_len);
-        cache_key_build(&key, r->to.tls, r->to.host, r->to.port, target, strlen(target), &s->cache_key_rules);
+        cache_key_build(&key, r->to.tls, r->to.host, r->to.port, target, strlen(target), &g->cache_key_rules);
         free(target);
     } else {
         /* not a public URL of ours: take it as a cache key (an upstream URL) */
@@ -374,7 +228,7 @@ static int admin_purge(void *ctx, const char *url, size_t len)
             bare++;
             bare[strcspn(bare, "]")] = '\0';
         }
-        cache_key_build(&key, tls, bare, (uint16_t)port, path, path_len, &s->cache_key_rules);
+        cache_key_build(&key, tls, bare, (uint16_t)port, path, path_len, &g->cache_key_rules);
         free(h);
     }
     struct cache_hit *hit = NULL;
@@ -386,12 +240,119 @@ static int admin_purge(void *ctx, const char *url, size_t len)
     cdn_log(CDN_LOG_INFO, "admin: purge %.*s -> %.*s: %s", (int)len, url, (int)key.len, cdn_buf_data(&key),
             removed ? "removed" : "not cached");
     cdn_buf_dispose(&key);
+    cdn_gen_unref(&g);
     return removed;
+}
+
+/* POST /reload on a worker: the reload itself runs on the main thread (it reads files and builds
+ * contexts for a while; workers keep serving). */
+static int admin_reload(void *ctx)
+{
+    struct cdn_server *s = ctx;
+    uv_mutex_lock(&s->gen_lock);
+    int rc = s->reload_wake != NULL ? uv_async_send(s->reload_wake) : CDN_EINVAL;
+    uv_mutex_unlock(&s->gen_lock);
+    return rc;
+}
+
+int cdn_server_reload(struct cdn_server *s, const char *why)
+{
+    char *err = NULL;
+    struct cdn_conf *conf = NULL;
+    struct cdn_server_policy policy;
+    struct cdn_gen *g = NULL, *old = NULL;
+    int rc = -1;
+    if (s->loader == NULL)
+        err = cdn_xstrdup("this process cannot reload its configuration");
+    else
+        rc = s->loader(s->loader_arg, &conf, &policy, &err);
+    if (rc == 0 && strcmp(policy.role_name, s->policy.role_name) != 0) {
+        err = cdn_xasprintf("%s: the role changed from %s to %s: that needs a restart", conf->path,
+                            s->policy.role_name, policy.role_name);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = cdn_gen_new(&conf, &policy, &g, &err);
+    cdn_conf_free(&conf);
+    if (rc == 0)
+        rc = cdn_gen_compatible(s->gen, g, &err);
+    uv_mutex_lock(&s->gen_lock);
+    s->reload_last_time = (int64_t)time(NULL);
+    free(s->reload_error);
+    s->reload_error = NULL;
+    if (rc == 0) {
+        g->id = s->gen->id + 1;
+        old = s->gen;
+        s->gen = g;
+        g = NULL;
+        s->reloads_ok++;
+        atomic_store(&s->gen_id, s->gen->id);
+    } else {
+        s->reloads_failed++;
+        s->reload_error = cdn_xstrdup(err != NULL ? err : "failed");
+    }
+    uv_mutex_unlock(&s->gen_lock);
+    if (rc == 0) {
+        cdn_log_set_level(s->gen->conf->log.level);
+        cdn_log(CDN_LOG_INFO,
+                "reload (%s): generation %llu in service; connections of generation %llu finish under it",
+                why, (unsigned long long)s->gen->id, (unsigned long long)old->id);
+        for (unsigned i = 0; s->workers != NULL && i < s->nworkers; i++) {
+            atomic_store(&s->workers[i].reloaded, true);
+            uv_async_send(&s->workers[i].stop);
+        }
+    } else {
+        cdn_log(CDN_LOG_ERROR, "reload (%s) failed, generation %llu stays in service:\n%s", why,
+                (unsigned long long)s->gen->id, err != NULL ? err : "failed");
+    }
+    cdn_gen_unref(&old);
+    cdn_gen_unref(&g);
+    free(err);
+    return rc;
+}
+
+int cdn_server_drop_privileges(struct cdn_server *s, char **err)
+{
+    const struct cdn_conf *c = s->gen->conf;
+    if (c->user == NULL && c->group == NULL)
+        return 0;
+    struct passwd *pw = NULL;
+    gid_t gid = getgid();
+    if (c->user != NULL) {
+        pw = getpwnam(c->user);
+        if (pw == NULL) {
+            *err = cdn_xasprintf("%s:%d:%d: user: no such user: %s", c->path, c->user_pos.line,
+                                 c->user_pos.col, c->user);
+            return -1;
+        }
+        gid = pw->pw_gid;
+    }
+    if (c->group != NULL) {
+        struct group *gr = getgrnam(c->group);
+        if (gr == NULL) {
+            *err = cdn_xasprintf("%s: group: no such group: %s", c->path, c->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    /* groups first: once the uid is gone, so is the right to change them */
+    if ((pw != NULL ? initgroups(pw->pw_name, gid) : setgroups(0, NULL)) != 0 || setgid(gid) != 0 ||
+        (pw != NULL && setuid(pw->pw_uid) != 0)) {
+        *err = cdn_xasprintf("%s: cannot switch to user %s group %s: %s", c->path, c->user ? c->user : "-",
+                             c->group ? c->group : "-", strerror(errno));
+        return -1;
+    }
+    if (pw != NULL && pw->pw_uid != 0 && setuid(0) == 0) {
+        *err = cdn_xasprintf("%s: privileges could be regained after switching to %s", c->path, c->user);
+        return -1;
+    }
+    cdn_log(CDN_LOG_INFO, "running as uid %u gid %u", (unsigned)getuid(), (unsigned)getgid());
+    return 0;
 }
 
 int cdn_server_open_cache(struct cdn_server *s, char **err)
 {
-    const struct cdn_conf_cache *cc = &s->conf->cache;
+    const struct cdn_conf_cache *cc = &s->gen->conf->cache;
     if (cc->path == NULL)
         return 0;
     struct cache_store_opts o = {.path = cc->path, .size = cc->size, .max_object_size = cc->max_object_size};
@@ -400,8 +361,9 @@ int cdn_server_open_cache(struct cdn_server *s, char **err)
     char *msg = NULL;
     int rc = cache_store_open(&o, &s->store, &msg);
     if (rc != 0) {
-        *err = cdn_xasprintf("%s:%d:%d: cache: cannot open the store at %s: %s", s->conf->path, cc->pos.line,
-                             cc->pos.col, cc->path, msg != NULL ? msg : cache_store_strerror(rc));
+        *err =
+            cdn_xasprintf("%s:%d:%d: cache: cannot open the store at %s: %s", s->gen->conf->path,
+                          cc->pos.line, cc->pos.col, cc->path, msg != NULL ? msg : cache_store_strerror(rc));
         free(msg);
         return -1;
     }
@@ -433,10 +395,13 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     size_t li = (size_t)((uv_tcp_t *)listener - w->listeners);
-    if (w->srv->listeners[li].admin)
-        cdn_admin_accept(listener, NULL, &w->srv->admin_ops);
-    else
-        cdn_proxy_accept(w, &w->srv->listeners[li], listener);
+    struct cdn_gen *g = cdn_server_gen(w->srv);
+    if (g->listeners[li].admin) {
+        cdn_admin_accept(listener, g->listeners[li].ctx, &w->srv->admin_ops); /* SSL refs the ctx */
+        cdn_gen_unref(&g);
+    } else {
+        cdn_proxy_accept(w, g, li, listener); /* takes the reference */
+    }
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -482,7 +447,7 @@ static void worker_drain(struct cdn_worker *w)
         return;
     w->draining = w->stopping = true;
     for (size_t i = 0; i < w->srv->nlisteners; i++) {
-        if (!w->srv->listeners[i].admin && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
+        if (i != w->srv->admin_li && !uv_is_closing((uv_handle_t *)&w->listeners[i]))
             uv_close((uv_handle_t *)&w->listeners[i], on_listener_closed);
     }
     size_t left = cdn_proxy_drain(w); /* may call cdn_server_worker_drained */
@@ -501,6 +466,11 @@ static void on_stop(uv_async_t *a)
 {
     struct cdn_worker *w = a->data;
     CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    if (atomic_exchange(&w->reloaded, false) && !w->stopped) {
+        /* pooled conns of the old generation are keyed by its id and would only idle out */
+        cdn_pool_free(&w->pool);
+        w->pool = cdn_pool_new();
+    }
     int cmd = atomic_load(&w->cmd);
     if (cmd == CDN_WORKER_DRAIN)
         worker_drain(w);
@@ -522,8 +492,7 @@ static void worker_main(void *arg)
         if (rc == 0)
             s->fds[w->idx * s->nlisteners + i] = -1; /* the handle owns it now */
         else
-            cdn_log(CDN_LOG_ERROR, "worker %u: listener %s: %s", w->idx, s->listeners[i].conf->name,
-                    uv_strerror(rc));
+            cdn_log(CDN_LOG_ERROR, "worker %u: listener %zu: %s", w->idx, i, uv_strerror(rc));
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     atomic_fetch_add(&s->workers_done, 1);
@@ -538,7 +507,7 @@ static int write_ports_file(const struct cdn_server *s, const char *path)
     if (f == NULL)
         goto out;
     for (size_t i = 0; i < s->nlisteners; i++)
-        fprintf(f, "%s %d\n", s->listeners[i].conf->name, s->listeners[i].port);
+        fprintf(f, "%s %d\n", s->gen->listeners[i].conf->name, s->ports[i]);
     if (fclose(f) != 0)
         goto out;
     rc = rename(tmp, path);
@@ -555,6 +524,9 @@ struct run_state {
     uv_loop_t *loop;
     uv_timer_t drain_timer;
     uv_async_t wake;
+    uv_async_t reload;       /* POST /reload */
+    uv_timer_t watch_timer;  /* watch_files */
+    struct cdn_watch *watch; /* content of the current generation's files */
     bool draining;
     bool stopping;
     uint64_t drain_start;
@@ -565,6 +537,7 @@ static const char *signal_name(int signum)
     return signum == SIGTERM   ? "SIGTERM"
            : signum == SIGINT  ? "SIGINT"
            : signum == SIGUSR1 ? "SIGUSR1"
+           : signum == SIGHUP  ? "SIGHUP"
                                : "a signal";
 }
 
@@ -592,7 +565,7 @@ static void on_drain_timeout(uv_timer_t *t)
     struct run_state *rs = t->data;
     rs->stopping = true;
     cdn_log(CDN_LOG_WARN, "drain: timeouts.drain (%llums) expired, closing %llu connections",
-            (unsigned long long)rs->s->conf->timeouts.drain_ms,
+            (unsigned long long)rs->s->gen->conf->timeouts.drain_ms,
             (unsigned long long)connections_active(rs->s));
     send_workers(rs->s, CDN_WORKER_STOP);
 }
@@ -608,10 +581,63 @@ static void on_wake(uv_async_t *a)
     uv_stop(rs->loop);
 }
 
+static void on_watch(uv_timer_t *t);
+
+/* After a reload attempt: watch the files of the generation now in service. */
+static void watch_rearm(struct run_state *rs)
+{
+    struct cdn_server *s = rs->s;
+    bool on = s->gen->conf->watch_files && !rs->draining;
+    if (!on) {
+        uv_timer_stop(&rs->watch_timer);
+        cdn_watch_free(&rs->watch);
+        return;
+    }
+    if (rs->watch == NULL) {
+        rs->watch = cdn_watch_new();
+        cdn_watch_scan(rs->watch, s->gen->files, s->gen->nfiles);
+    }
+    uint64_t every = s->gen->conf->watch_interval_ms;
+    uv_timer_start(&rs->watch_timer, on_watch, every, every);
+}
+
+static void reload(struct run_state *rs, const char *why)
+{
+    if (rs->draining) {
+        cdn_log(CDN_LOG_WARN, "reload (%s) ignored: draining", why);
+        return;
+    }
+    cdn_server_reload(rs->s, why);
+    /* a new generation may name other files: record them now, so that only later edits count */
+    if (rs->watch != NULL)
+        cdn_watch_scan(rs->watch, rs->s->gen->files, rs->s->gen->nfiles);
+    watch_rearm(rs);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+    struct run_state *rs = t->data;
+    const char *changed = cdn_watch_scan(rs->watch, rs->s->gen->files, rs->s->gen->nfiles);
+    if (changed == NULL)
+        return;
+    char *why = cdn_xasprintf("watch_files: %s changed", changed);
+    reload(rs, why);
+    free(why);
+}
+
+static void on_reload_async(uv_async_t *a)
+{
+    reload(a->data, "admin POST /reload");
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     struct run_state *rs = sig->data;
     struct cdn_server *s = rs->s;
+    if (signum == SIGHUP) {
+        reload(rs, "SIGHUP");
+        return;
+    }
     if (signum == SIGUSR1) {
         char *err = NULL;
         if (cdn_log_reopen(&err) != 0) {
@@ -632,14 +658,15 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     }
     rs->draining = true;
+    watch_rearm(rs);
     rs->drain_start = uv_now(rs->loop);
     atomic_store(&s->ready, false);
     cdn_log(CDN_LOG_INFO,
             "received %s, draining: %llu connections (up to %llums; a second signal stops at once)",
             signal_name(signum), (unsigned long long)connections_active(s),
-            (unsigned long long)s->conf->timeouts.drain_ms);
+            (unsigned long long)s->gen->conf->timeouts.drain_ms);
     send_workers(s, CDN_WORKER_DRAIN);
-    uv_timer_start(&rs->drain_timer, on_drain_timeout, s->conf->timeouts.drain_ms, 0);
+    uv_timer_start(&rs->drain_timer, on_drain_timeout, s->gen->conf->timeouts.drain_ms, 0);
     on_wake(&rs->wake); /* every worker may have ended already */
 }
 
@@ -654,14 +681,17 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     uv_async_init(&main_loop, &rs.wake, on_wake);
     rs.wake.data = &rs;
     s->main_wake = &rs.wake;
-    uv_signal_t sigterm, sigint, sigusr1;
-    uv_signal_init(&main_loop, &sigterm);
-    uv_signal_init(&main_loop, &sigint);
-    uv_signal_init(&main_loop, &sigusr1);
-    sigterm.data = sigint.data = sigusr1.data = &rs;
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigusr1, on_signal, SIGUSR1);
+    uv_async_init(&main_loop, &rs.reload, on_reload_async);
+    rs.reload.data = &rs;
+    uv_timer_init(&main_loop, &rs.watch_timer);
+    rs.watch_timer.data = &rs;
+    uv_signal_t sigs[4];
+    static const int signums[4] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    for (size_t i = 0; i < 4; i++) {
+        uv_signal_init(&main_loop, &sigs[i]);
+        sigs[i].data = &rs;
+        uv_signal_start(&sigs[i], on_signal, signums[i]);
+    }
 
     s->workers = cdn_xcalloc(s->nworkers, sizeof(*s->workers));
     for (unsigned i = 0; i < s->nworkers; i++) {
@@ -684,16 +714,20 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         CDN_ASSERT(uv_thread_create(&w->thread, worker_main, w) == 0);
     }
     s->start_time = (int64_t)time(NULL);
+    uv_mutex_lock(&s->gen_lock);
+    s->reload_wake = &rs.reload;
+    uv_mutex_unlock(&s->gen_lock);
+    watch_rearm(&rs);
     atomic_store(&s->ready, true);
     if (ports_file != NULL)
         write_ports_file(s, ports_file);
-    for (size_t i = 0; i < s->nlisteners; i++)
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        const struct cdn_listener_rt *l = &s->gen->listeners[i];
         cdn_log(CDN_LOG_INFO, "%s: listening on %s:%d (%s%s%s), %u workers", s->policy.role_name,
-                s->listeners[i].conf->address, s->listeners[i].port,
-                s->listeners[i].ctx != NULL ? "tls" : "plain",
-                s->listeners[i].ctx != NULL ? ", client_auth " : "",
-                s->listeners[i].ctx != NULL ? cdn_conf_client_auth_name(s->listeners[i].client_auth) : "",
-                s->nworkers);
+                l->conf->address, s->ports[i], l->ctx != NULL ? "tls" : "plain",
+                l->ctx != NULL ? ", client_auth " : "",
+                l->ctx != NULL ? cdn_conf_client_auth_name(l->client_auth) : "", s->nworkers);
+    }
 
     uv_run(&main_loop, UV_RUN_DEFAULT);
 
@@ -708,9 +742,14 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         free(w->listeners);
         w->magic = 0;
     }
-    uv_close((uv_handle_t *)&sigterm, NULL);
-    uv_close((uv_handle_t *)&sigint, NULL);
-    uv_close((uv_handle_t *)&sigusr1, NULL);
+    uv_mutex_lock(&s->gen_lock);
+    s->reload_wake = NULL;
+    uv_mutex_unlock(&s->gen_lock);
+    for (size_t i = 0; i < 4; i++)
+        uv_close((uv_handle_t *)&sigs[i], NULL);
+    uv_close((uv_handle_t *)&rs.reload, NULL);
+    uv_close((uv_handle_t *)&rs.watch_timer, NULL);
+    cdn_watch_free(&rs.watch);
     uv_close((uv_handle_t *)&rs.drain_timer, NULL);
     uv_close((uv_handle_t *)&rs.wake, NULL);
     s->main_wake = NULL;
@@ -727,17 +766,14 @@ void cdn_server_dispose(struct cdn_server *s)
         if (s->fds[i] >= 0)
             close(s->fds[i]);
     }
-    for (size_t i = 0; s->listeners != NULL && i < s->nlisteners; i++)
-        SSL_CTX_free(s->listeners[i].ctx);
-    SSL_CTX_free(s->upstream_ctx);
     cache_store_close(&s->store); /* every session (hit, fill) is gone by now */
-    free(s->cache_name);
-    cdn_stats_extra_dispose(&s->cert_series);
+    cdn_gen_unref(&s->gen);
+    free(s->reload_error);
+    if (s->ports != NULL) /* init ran */
+        uv_mutex_destroy(&s->gen_lock);
     cdn_collapse_free(&s->collapse);
-    cdn_remap_free(&s->remap);
-    free(s->listeners);
+    free(s->ports);
     free(s->fds);
     free(s->workers);
-    free(s->via);
     memset(s, 0, sizeof(*s));
 }

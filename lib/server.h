@@ -18,25 +18,11 @@
 #include "cache/store.h"
 #include "lib/admin.h"
 #include "lib/conf.h"
+#include "lib/gen.h"
 #include "lib/http1.h"
 #include "lib/remap.h"
 
 #define CDN_WORKER_MAGIC 0x776f726bu
-
-/* What differs between the tiers, as far as the core needs to know (the role module decides it). */
-struct cdn_server_policy {
-    const char *role_name;
-    int default_client_auth; /* applied to listeners whose client_auth is UNSET */
-};
-
-struct cdn_listener_rt {
-    const struct cdn_conf_listener *conf;
-    SSL_CTX *ctx;              /* NULL = plain HTTP */
-    int client_auth;           /* effective level */
-    int port;                  /* the port actually bound */
-    bool admin;                /* the admin listener (lib/admin.c), not the request path */
-    const struct cdn_sni *sni; /* per-SNI rules (lib/sni.h), owned by ctx; NULL = none */
-};
 
 struct cdn_session;
 struct cdn_pool;
@@ -56,6 +42,7 @@ struct cdn_worker {
     uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
     struct cdn_stats stats;       /* this worker's counters: written by its thread only */
     _Atomic int cmd;              /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
+    _Atomic bool reloaded;        /* set by a reload, then `stop` sent: drop idle pooled conns */
     bool stopping;                /* no keep-alive, no pooling: set when draining or stopping */
     bool draining;                /* listeners closed; stops by itself when the last session is gone */
     bool stopped;                 /* everything closed; the loop ends */
@@ -63,39 +50,52 @@ struct cdn_worker {
 
 enum { CDN_WORKER_RUN = 0, CDN_WORKER_DRAIN = 1, CDN_WORKER_STOP = 2 };
 
+/* Loads the config again for a reload (the file and --role the node started with; the role's checks
+ * run): 0 + *conf and *policy, or -1 + *err (heap). Set by the command that runs the server. */
+typedef int cdn_server_loader(void *arg, struct cdn_conf **conf, struct cdn_server_policy *policy,
+                              char **err);
+
 struct cdn_server {
-    struct cdn_conf *conf; /* borrowed; outlives the server */
-    struct cdn_server_policy policy;
-    struct cdn_remap *remap;
-    SSL_CTX *upstream_ctx; /* client context for TLS upstreams */
-    struct cdn_listener_rt *listeners;
-    size_t nlisteners;
+    struct cdn_server_policy policy; /* the role: never changes */
+    struct cdn_gen *gen;             /* the generation new connections get; swapped by a reload */
+    uv_mutex_t gen_lock;             /* guards gen (workers take references) and the reload fields */
+    _Atomic uint64_t gen_id;         /* gen->id, readable without the lock */
+    size_t nlisteners;               /* fixed at start: gen->nlisteners of every generation */
+    size_t admin_li;                 /* index of the admin listener; SIZE_MAX = none */
+    int *ports;                      /* the port each listener actually bound */
     unsigned nworkers;
     struct cdn_worker *workers;
     int *fds; /* nworkers * nlisteners bound + listening sockets, handed to the workers */
-    struct cdn_http_limits limits;
-    char *via; /* "cdn-node" */
     /* the HTTP cache; store NULL = this node does not cache */
     struct cache_store *store;
-    struct cache_policy_cfg cache_policy;
-    struct cache_key_rules cache_key_rules;
-    char *cache_name;              /* Cache-Status member name */
     struct cdn_collapse *collapse; /* in-flight fetches, for collapsed forwarding */
-    /* the admin listener */
-    struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */
     struct cdn_admin_ops admin_ops;
-    _Atomic bool ready;                 /* listeners up and not stopping (/readyz) */
-    struct cdn_stats_extra cert_series; /* expiry of every certificate and CRL loaded; fixed after init */
+    _Atomic bool ready; /* listeners up and not stopping (/readyz) */
     int64_t start_time;
     uv_async_t *main_wake;         /* the main thread's: a worker's loop has ended */
+    uv_async_t *reload_wake;       /* the main thread's: the admin asked for a reload */
     _Atomic unsigned workers_done; /* workers whose loop has ended */
+    /* reloads (guarded by gen_lock) */
+    cdn_server_loader *loader;
+    void *loader_arg;
+    uint64_t reloads_ok, reloads_failed;
+    int64_t reload_last_time;
+    char *reload_error; /* why the last attempt failed; NULL when it did not */
 };
 
 /* Builds everything that can fail before serving except sockets: TLS contexts (each error names
  * the file and the listener) and remap rules. Returns 0, or -1 with *err (heap). check-config
  * stops here. */
-int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cdn_server_policy *policy,
+int cdn_server_init(struct cdn_server *s, struct cdn_conf **conf, const struct cdn_server_policy *policy,
                     char **err);
+/* A new reference to the current generation (any thread); drop it with cdn_gen_unref. */
+struct cdn_gen *cdn_server_gen(struct cdn_server *s);
+/* Reloads now (main thread, or before cdn_server_run): loads the config with s->loader, builds a
+ * generation and swaps it in when it is compatible (cdn_gen_compatible). why goes to the log. 0, or
+ * -1 when the running generation stays (the reason is logged and kept for /stats). */
+int cdn_server_reload(struct cdn_server *s, const char *why);
+/* Switches to the config's user and group (after binding and opening files). 0, or -1 + *err. */
+int cdn_server_drop_privileges(struct cdn_server *s, char **err);
 /* Opens the cache store when the config has one (blocking; at startup). 0, or -1 + *err. A store that
  * was found damaged and rebuilt is logged as a warning, not an error. */
 int cdn_server_open_cache(struct cdn_server *s, char **err);

@@ -132,6 +132,10 @@
     X(reload_last_success, GAUGE, reload_last_success, "",                                                   \
       "1 if the last reload attempt succeeded or none was made; 0 if it failed (the previous configuration " \
       "keeps running)")                                                                                      \
+    X(generation, GAUGE, config_generation, "",                                                              \
+      "Configuration generation new connections use: 1 at start, +1 per successful reload")                  \
+    X(log_access_dropped, COUNTER, access_log_lines_dropped, "",                                             \
+      "Access log lines dropped because the log writer fell behind (the event loop never waits for it)")     \
     X(start_time_seconds, GAUGE, start_time_seconds, "", "Unix time the process started")
 
 #endif
