@@ -166,7 +166,8 @@ static int by_admin(const char *address, int port, int timeout_s)
                 strerror(errno));
         goto out;
     }
-    long long before = json_int(cdn_buf_data(&b), "reloads_ok") + json_int(cdn_buf_data(&b), "reloads_failed");
+    long long before =
+        json_int(cdn_buf_data(&b), "reloads_ok") + json_int(cdn_buf_data(&b), "reloads_failed");
     cdn_buf_consume(&b, b.len);
     if (http_call(address, port,
                   "POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -229,7 +230,8 @@ int cmd_reload(int argc, char **argv)
         }
     }
     if (config == NULL && pid_file == NULL) {
-        fprintf(stderr, "cdn-node reload: give --config FILE (its admin listener is used) or --pid-file FILE\n");
+        fprintf(stderr,
+                "cdn-node reload: give --config FILE (its admin listener is used) or --pid-file FILE\n");
         return 2;
     }
     if (timeout_s <= 0)

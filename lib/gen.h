@@ -45,7 +45,7 @@ struct cdn_gen {
     struct cdn_conf *conf;
     struct cdn_server_policy policy;
     struct cdn_remap *remap;
-    SSL_CTX *upstream_ctx; /* client context for TLS upstreams; NULL when no rule needs one */
+    SSL_CTX *upstream_ctx;             /* client context for TLS upstreams; NULL when no rule needs one */
     struct cdn_listener_rt *listeners; /* the config's listeners, then the admin listener if any */
     size_t nlisteners;
     struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */
@@ -55,7 +55,7 @@ struct cdn_gen {
     struct cache_key_rules cache_key_rules; /* borrows conf's parameter list */
     char *cache_name;                       /* Cache-Status member name */
     struct cdn_stats_extra cert_series;     /* expiry of every certificate and CRL loaded */
-    char **files;                           /* every file the generation read (config, PEMs), for watch_files */
+    char **files; /* every file the generation read (config, PEMs), for watch_files */
     size_t nfiles;
 };
 

@@ -107,8 +107,8 @@ static struct cdn_gen *gen_of(const char *yaml)
     return g;
 }
 
-#define BASE                                                                                                 \
-    "role: edge\nworkers: 1\nlisteners:\n  - name: http\n    address: 127.0.0.1\n    port: 0\n"          \
+#define BASE                                                                                    \
+    "role: edge\nworkers: 1\nlisteners:\n  - name: http\n    address: 127.0.0.1\n    port: 0\n" \
     "remap:\n  - map http://a.test/ http://127.0.0.1:9/\n"
 
 START_TEST(gen_refs_and_files)
@@ -137,14 +137,16 @@ START_TEST(gen_compatible)
     char *err = NULL;
     ck_assert_int_eq(cdn_gen_compatible(a, same, &err), 0); /* what a reload is for */
     ck_assert_ptr_null(err);
-    struct cdn_gen *port = gen_of("role: edge\nworkers: 1\nlisteners:\n  - name: http\n    address: 127.0.0.1\n"
-                                  "    port: 8080\nremap:\n  - map http://a.test/ http://127.0.0.1:9/\n");
+    struct cdn_gen *port =
+        gen_of("role: edge\nworkers: 1\nlisteners:\n  - name: http\n    address: 127.0.0.1\n"
+               "    port: 8080\nremap:\n  - map http://a.test/ http://127.0.0.1:9/\n");
     ck_assert_int_eq(cdn_gen_compatible(a, port, &err), -1);
     ck_assert_ptr_nonnull(strstr(err, "listener http"));
     ck_assert_ptr_nonnull(strstr(err, "need a restart"));
     free(err);
-    struct cdn_gen *more = gen_of("role: edge\nworkers: 3\nlisteners:\n  - name: http\n    address: 127.0.0.1\n"
-                                  "    port: 0\nremap:\n  - map http://a.test/ http://127.0.0.1:9/\n");
+    struct cdn_gen *more =
+        gen_of("role: edge\nworkers: 3\nlisteners:\n  - name: http\n    address: 127.0.0.1\n"
+               "    port: 0\nremap:\n  - map http://a.test/ http://127.0.0.1:9/\n");
     ck_assert_int_eq(cdn_gen_compatible(a, more, &err), -1);
     ck_assert_ptr_nonnull(strstr(err, "workers"));
     free(err);
@@ -163,9 +165,10 @@ END_TEST
 
 START_TEST(gen_refuses_bad_material)
 {
-    char *path = put("node.yaml", "role: edge\nlisteners:\n  - name: https\n    address: 127.0.0.1\n    port: 0\n"
-                                  "    tls: true\n    certificate: missing.crt\n    key: missing.key\n"
-                                  "remap:\n  - map https://a.test/ http://127.0.0.1:9/\n"),
+    char *path =
+             put("node.yaml", "role: edge\nlisteners:\n  - name: https\n    address: 127.0.0.1\n    port: 0\n"
+                              "    tls: true\n    certificate: missing.crt\n    key: missing.key\n"
+                              "remap:\n  - map https://a.test/ http://127.0.0.1:9/\n"),
          *err = NULL;
     struct cdn_conf *conf = NULL;
     ck_assert_int_eq(cdn_conf_load(path, &conf, &err), 0);
