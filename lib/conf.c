@@ -23,6 +23,7 @@
 
 #include <yaml.h>
 
+#include "lib/alog.h"
 #include "lib/conf.h"
 #include "lib/util.h"
 
@@ -106,7 +107,7 @@ struct conf_cmd {
 
 static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni;
 static conf_post listener_post, upstream_post, admin_post;
-static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
+static conf_check check_alog, check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
                                                      {"request", CDN_CLIENT_AUTH_REQUEST},
@@ -240,6 +241,11 @@ static const struct conf_cmd limit_cmds[] = {
 static const struct conf_cmd log_cmds[] = {
     {.key = "error", .type = CT_PATH, .offset = LOG(error), .flags = CMD_DASH},
     {.key = "access", .type = CT_PATH, .offset = LOG(access), .flags = CMD_DASH},
+    {.key = "access_format",
+     .type = CT_STR,
+     .offset = LOG(access_format),
+     .check = check_alog,
+     .what = "text with known $variables (docs/CONFIG.md, log.access_format); $$ for a dollar sign"},
     {.key = "level", .type = CT_ENUM, .offset = LOG(level), .enums = log_level_enums},
     {0}};
 #undef LOG
@@ -626,6 +632,16 @@ static bool check_token(const char *s)
             return false;
     }
     return true;
+}
+
+static bool check_alog(const char *s)
+{
+    struct cdn_alog *a = NULL;
+    char *err = NULL;
+    int rc = cdn_alog_compile(s, &a, &err);
+    cdn_alog_free(&a);
+    free(err);
+    return rc == 0;
 }
 
 static bool check_name(const char *s)
@@ -1403,6 +1419,7 @@ void cdn_conf_free(struct cdn_conf **confp)
     free(conf->upstream.server_name);
     free(conf->log.error);
     free(conf->log.access);
+    free(conf->log.access_format);
     for (size_t i = 0; i < conf->nsni; i++) {
         free(conf->sni[i].fqdn);
         free(conf->sni[i].ca_file);

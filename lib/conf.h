@@ -90,9 +90,10 @@ struct cdn_conf_limits {
 };
 
 struct cdn_conf_log {
-    char *error;  /* path, or NULL/"-" for stderr */
-    char *access; /* path, or NULL for no access log, "-" for stdout */
-    int level;    /* enum cdn_log_level; default info */
+    char *error;         /* path, or NULL/"-" for stderr */
+    char *access;        /* path, or NULL for no access log, "-" for stdout */
+    char *access_format; /* lib/alog.h syntax; NULL = CDN_ALOG_DEFAULT */
+    int level;           /* enum cdn_log_level; default info */
 };
 
 struct cdn_conf_admin {

@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "lib/alog.h"
 #include "lib/certcheck.h"
 #include "lib/gen.h"
 #include "lib/log.h"
@@ -123,6 +124,7 @@ static void gen_free(struct cdn_gen *g)
     free(g->cache_name);
     free(g->via);
     cdn_stats_extra_dispose(&g->cert_series);
+    cdn_alog_free(&g->alog);
     cdn_remap_free(&g->remap);
     cdn_gen_files_free(g->files, g->nfiles);
     cdn_conf_free(&g->conf);
@@ -145,6 +147,13 @@ static int build(struct cdn_gen *g, char **err)
     g->cache_name = conf->cache.name != NULL ? cdn_xstrdup(conf->cache.name)
                                              : cdn_xasprintf("cdn-node-%s", policy->role_name);
     cdn_gen_conf_files(conf, &g->files, &g->nfiles);
+    char *ae = NULL;
+    if (cdn_alog_compile(conf->log.access_format != NULL ? conf->log.access_format : CDN_ALOG_DEFAULT,
+                         &g->alog, &ae) != 0) {
+        *err = cdn_xasprintf("%s: log.access_format: %s", conf->path, ae);
+        free(ae);
+        return -1;
+    }
     if (cdn_remap_new(conf, &g->remap, err) != 0)
         return -1;
     if (conf->admin.port >= 0) { /* the last listener; plain, never reachable through remap */

@@ -54,6 +54,7 @@ struct cdn_gen {
     struct cache_policy_cfg cache_policy;
     struct cache_key_rules cache_key_rules; /* borrows conf's parameter list */
     char *cache_name;                       /* Cache-Status member name */
+    struct cdn_alog *alog;                  /* access log line format */
     struct cdn_stats_extra cert_series;     /* expiry of every certificate and CRL loaded */
     char **files; /* every file the generation read (config, PEMs), for watch_files */
     size_t nfiles;

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "lib/alog.h"
 #include "lib/conn.h"
 #include "lib/http1.h"
 #include "lib/log.h"
@@ -47,7 +48,22 @@ const struct cdn_conf *proxy_conf(const struct cdn_session *s)
 
 bool proxy_stale(const struct cdn_session *s)
 {
-    return s->w->stopping || s->gen->id != atomic_load_explicit(&s->w->srv->gen_id, memory_order_relaxed);
+    return s->w->stopping || s->renewed ||
+           s->gen->id != atomic_load_explicit(&s->w->srv->gen_id, memory_order_relaxed);
+}
+
+/* A request on a connection accepted before a reload is served under the new generation (remap,
+ * upstream, cache and log settings); the connection itself, verified under the old TLS settings, is
+ * closed after the response. */
+static void renew_gen(struct cdn_session *s)
+{
+    if (s->down->sink || s->gen->id == atomic_load_explicit(&s->w->srv->gen_id, memory_order_relaxed))
+        return;
+    struct cdn_gen *g = cdn_server_gen(s->w->srv);
+    s->lis = &g->listeners[s->li];
+    cdn_gen_unref(&s->gen);
+    s->gen = g;
+    s->renewed = true;
 }
 
 static size_t in_cap(const struct cdn_session *s)
@@ -77,7 +93,10 @@ static void reset_request(struct cdn_session *s)
     free(s->path);
     free(s->up_name);
     free(s->up_key);
-    s->method = s->host = s->path = s->up_name = s->up_key = NULL;
+    free(s->user_agent);
+    free(s->referer);
+    s->method = s->host = s->path = s->up_name = s->up_key = s->user_agent = s->referer = NULL;
+    s->cache_result = NULL;
     s->rule = NULL;
     s->up_reused = s->up_keepalive = false;
     cdn_buf_dispose(&s->up_head);
@@ -106,6 +125,8 @@ static void session_free(struct cdn_session *s)
         s->next->prev = s->prev;
     reset_request(s);
     cdn_gen_unref(&s->gen);
+    free(s->client_subject);
+    free(s->client_fp);
     struct cdn_worker *w = s->w;
     s->magic = 0;
     free(s);
@@ -134,6 +155,28 @@ static void session_end(struct cdn_session *s)
 
 void proxy_count_n(struct cdn_session *s, enum cdn_stat id, uint64_t n)
 {
+    switch (id) { /* the request's cache outcome, for the access log */
+    case CDN_STAT_cache_hit_fresh:
+        s->cache_result = "hit";
+        break;
+    case CDN_STAT_cache_hit_stale:
+        s->cache_result = "stale";
+        break;
+    case CDN_STAT_cache_revalidated:
+        s->cache_result = "revalidated";
+        break;
+    case CDN_STAT_cache_collapsed:
+        s->cache_result = "collapsed";
+        break;
+    case CDN_STAT_cache_miss:
+        s->cache_result = "miss";
+        break;
+    case CDN_STAT_cache_uncacheable:
+        s->cache_result = "uncacheable";
+        break;
+    default:
+        break;
+    }
     if (!s->down->sink) /* background fetches are nobody's request */
         cdn_stats_add(&s->w->stats, id, n);
 }
@@ -143,22 +186,74 @@ void proxy_count(struct cdn_session *s, enum cdn_stat id)
     proxy_count_n(s, id, 1);
 }
 
+/* The client certificate's subject and SHA-256, once per connection (for the access log). */
+static void client_identity(struct cdn_session *s)
+{
+    if (s->client_id_done || s->down->ssl == NULL)
+        return;
+    s->client_id_done = true;
+    X509 *x = SSL_get0_peer_certificate(s->down->ssl);
+    if (x == NULL)
+        return;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b != NULL && X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        s->client_subject = cdn_xstrndup(p, (size_t)n);
+    }
+    BIO_free(b);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (X509_digest(x, EVP_sha256(), md, &n) == 1) {
+        s->client_fp = cdn_xmalloc(2 * n + 1);
+        for (unsigned i = 0; i < n; i++)
+            snprintf(s->client_fp + 2 * i, 3, "%02x", md[i]);
+    }
+}
+
 static void log_access(struct cdn_session *s)
 {
+    uint64_t ms = cdn_now_ms() - s->t_start;
     if (!s->down->sink) {
         cdn_stats_response(&s->w->stats, s->status);
-        cdn_stats_observe(&s->w->stats, CDN_STAT_request_duration_seconds,
-                          (cdn_now_ms() - s->t_start) * 1000);
+        cdn_stats_observe(&s->w->stats, CDN_STAT_request_duration_seconds, ms * 1000);
     }
     if (!cdn_log_access_enabled())
         return;
-    const char *tlsv = cdn_conn_tls_version(s->down);
-    const char *sni = cdn_conn_sni(s->down);
-    cdn_log_access("%s \"%s %s%s HTTP/1.%d\" %d %llu %llums sni=%s tls=%s up=%s", s->down->peer,
-                   s->method != NULL ? s->method : "-", s->host != NULL ? s->host : "",
-                   s->path != NULL ? s->path : "-", s->minor, s->status, (unsigned long long)s->resp_bytes,
-                   (unsigned long long)(cdn_now_ms() - s->t_start), sni != NULL ? sni : "-",
-                   tlsv != NULL ? tlsv : "-", s->up_name != NULL ? s->up_name : "-");
+    client_identity(s);
+    char status[8], bytes[24], dur[24], conn[24], gen[24];
+    snprintf(status, sizeof(status), "%d", s->status);
+    snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)s->resp_bytes);
+    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)ms);
+    snprintf(conn, sizeof(conn), "%llu", (unsigned long long)s->down->id);
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)s->gen->id);
+    const char *v[CDN_ALOG_NVARS] = {0};
+    size_t len[CDN_ALOG_NVARS];
+    for (size_t i = 0; i < CDN_ALOG_NVARS; i++)
+        len[i] = SIZE_MAX;
+    v[CDN_ALOG_peer] = s->down->peer;
+    v[CDN_ALOG_conn] = conn;
+    v[CDN_ALOG_sni] = cdn_conn_sni(s->down);
+    v[CDN_ALOG_tls] = cdn_conn_tls_version(s->down);
+    v[CDN_ALOG_method] = s->method;
+    v[CDN_ALOG_host] = s->host;
+    v[CDN_ALOG_path] = s->path;
+    v[CDN_ALOG_protocol] = s->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    v[CDN_ALOG_status] = status;
+    v[CDN_ALOG_bytes] = bytes;
+    v[CDN_ALOG_duration_ms] = dur;
+    v[CDN_ALOG_cache] = s->cache_result;
+    v[CDN_ALOG_upstream] = s->up_name;
+    v[CDN_ALOG_client_subject] = s->client_subject;
+    v[CDN_ALOG_client_fingerprint] = s->client_fp;
+    v[CDN_ALOG_generation] = gen;
+    v[CDN_ALOG_user_agent] = s->user_agent;
+    v[CDN_ALOG_referer] = s->referer;
+    struct cdn_buf line;
+    cdn_buf_init(&line);
+    cdn_alog_render(s->gen->alog, v, len, &line);
+    cdn_log_access("%.*s", (int)line.len, cdn_buf_data(&line));
+    cdn_buf_dispose(&line);
 }
 
 /* Answers with a locally generated response. The connection is kept only when asked and when
@@ -360,10 +455,22 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
 
 static void handle_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)
 {
+    renew_gen(s);
     proxy_count(s, CDN_STAT_requests);
     s->method = cdn_xstrndup(req->method, req->method_len);
     s->host = req->host != NULL ? cdn_xstrndup(req->host, req->host_len) : NULL;
     s->path = cdn_xstrndup(req->path, req->path_len);
+    if (cdn_log_access_enabled()) {
+        bool ua = cdn_alog_uses(s->gen->alog, CDN_ALOG_user_agent),
+             ref = cdn_alog_uses(s->gen->alog, CDN_ALOG_referer);
+        for (size_t i = 0; (ua || ref) && i < req->num_headers; i++) {
+            const struct cdn_http_header *h = &req->headers[i];
+            if (ua && s->user_agent == NULL && proxy_is_header(h, "user-agent"))
+                s->user_agent = cdn_xstrndup(h->value, h->value_len);
+            else if (ref && s->referer == NULL && proxy_is_header(h, "referer"))
+                s->referer = cdn_xstrndup(h->value, h->value_len);
+        }
+    }
     s->minor = req->minor_version;
     s->keep_alive = req->keep_alive;
     s->is_head = cdn_strieq(req->method, req->method_len, "HEAD");
@@ -948,6 +1055,7 @@ void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_s
     s->magic = SESSION_MAGIC;
     s->w = w;
     s->gen = gen;
+    s->li = li;
     s->lis = l;
     cdn_buf_init(&s->up_head);
     int err = 0;
@@ -983,6 +1091,7 @@ struct cdn_session *proxy_session_background(const struct cdn_session *parent)
     s->magic = SESSION_MAGIC;
     s->w = w;
     s->gen = cdn_gen_ref(parent->gen);
+    s->li = parent->li;
     s->lis = parent->lis;
     cdn_buf_init(&s->up_head);
     s->down = cdn_conn_sink(&w->loop, on_down, s);

@@ -73,6 +73,8 @@ struct cdn_session {
     struct cdn_worker *w;
     struct cdn_gen *gen;               /* the configuration the connection was accepted under (a ref) */
     const struct cdn_listener_rt *lis; /* in gen */
+    size_t li;                         /* lis's index */
+    bool renewed;                      /* moved to a newer generation: close after this exchange */
     struct cdn_session *prev, *next;
     struct cdn_conn *down, *up;
     enum sess_state state;
@@ -106,6 +108,12 @@ struct cdn_session {
     struct cdn_http_chunked resp_dec;
     bool resp_head_sent, resp_chunked_out, close_after;
     uint64_t resp_bytes;
+
+    /* for the access log */
+    const char *cache_result;         /* the request's cache outcome ("hit", "miss"...); NULL = none */
+    char *user_agent, *referer;       /* copied from the request head when the format uses them */
+    bool client_id_done;              /* client_subject and client_fp were looked up */
+    char *client_subject, *client_fp; /* of the connection's client certificate; NULL = none */
 };
 
 

@@ -9,6 +9,13 @@ set -eu
 pki
 start_origin
 regional_config "$T/regional.yaml"
+cat >>"$T/regional.yaml" <<'YAML'
+log:
+  access: regional.access
+cache:
+  path: cache-regional
+  size: 64MiB
+YAML
 start_node regional regional "$T/regional.yaml"
 edge_config "$T/edge.yaml" "$(port_of regional https)"
 cat >>"$T/edge.yaml" <<'YAML'
@@ -33,6 +40,28 @@ code=$(ecurl -o /dev/null -w '%{http_code}' "$EDGE/slow/1?first")
 assert_eq "$code" 200 "first request"
 wait_for "$T/edge.access" '/slow/1?first HTTP/1.1" 200'
 wait_for "$T/edge.log" "starting as edge"
+
+# the default format: every field of docs/CONFIG.md's log.access_format, here on the regional (which
+# sees the edge's client certificate): a miss, then a hit
+code=$(ecurl -o /dev/null -w '%{http_code}' -A 'agent "quoted"' "$EDGE/bytes/10?hdr=Cache-Control:max-age%3D60")
+assert_eq "$code" 200 "cacheable request"
+ecurl -o /dev/null "$EDGE/bytes/10?hdr=Cache-Control:max-age%3D60"
+wait_for "$T/regional.access" "cache=hit"
+fp=$(openssl x509 -in "$PKI/edge-client.crt" -outform DER | sha256sum | cut -d' ' -f1)
+line=$(grep -F "cache=miss" "$T/regional.access" | head -1)
+assert_match "$line" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z 127\.0\.0\.1:[0-9]+ "GET /bytes/10\?hdr=Cache-Control:max-age%3D60 HTTP/1\.1" 200 10 [0-9]+ms cache=miss host=regional\.cdn\.test sni=regional\.cdn\.test tls=TLSv1\.3 up=127\.0\.0\.1:[0-9]+ client="CN=edge-1" client_sha256='"$fp"'$' \
+    "regional access log line (miss)"
+line=$(grep -F "cache=hit" "$T/regional.access" | head -1)
+assert_match "$line" '.* 200 10 [0-9]+ms cache=hit .* up=- client="CN=edge-1" client_sha256='"$fp"'$' "regional access log line (hit)"
+# a format of one's own; values are escaped
+sed -i 's/^  access: regional.access$/  access: regional.access\n  access_format: '"'"'$method $status ua="$user_agent" gen=$generation'"'"'/' "$T/regional.yaml"
+kill -HUP "$(pid_of regional)"
+for ((i = 0; i < 50; i++)); do
+    grep -qF "generation 2 in service" "$T/regional.err" && break
+    sleep 0.1
+done
+ecurl -o /dev/null -A 'agent "quoted"' "$EDGE/nocache/x"
+wait_for "$T/regional.access" 'GET 200 ua="agent \x22quoted\x22" gen=2'
 
 # logrotate: rename, then SIGUSR1
 mv "$T/edge.access" "$T/edge.access.1"

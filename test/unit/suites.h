@@ -22,5 +22,6 @@ Suite *suite_certcheck(void);
 Suite *suite_sni(void);
 Suite *suite_log(void);
 Suite *suite_watch(void);
+Suite *suite_alog(void);
 
 #endif
