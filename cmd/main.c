@@ -219,6 +219,8 @@ static int cmd_run(int argc, char **argv)
         rc = cdn_server_open_cache(&srv, &err);
     if (rc == 0)
         rc = cdn_server_bind(&srv, &err);
+    if (rc == 0 && o.ports_file != NULL && cdn_server_write_ports(&srv, o.ports_file) != 0)
+        rc = -1, err = cdn_xasprintf("cannot write ports file %s", o.ports_file);
     if (rc == 0 && o.pid_file != NULL && write_pid_file(o.pid_file) != 0)
         rc = -1, err = cdn_xasprintf("cannot write pid file %s: %s", o.pid_file, strerror(errno));
     if (rc == 0)

@@ -62,7 +62,8 @@ static void add(struct cdn_alog *a, int var, const char *text, size_t len)
         return;
     }
     a->parts = cdn_xrealloc(a->parts, (a->n + 1) * sizeof(*a->parts));
-    a->parts[a->n++] = (struct alog_part){.var = var, .text = var < 0 ? cdn_xstrndup(text, len) : NULL, .len = len};
+    a->parts[a->n++] =
+        (struct alog_part){.var = var, .text = var < 0 ? cdn_xstrndup(text, len) : NULL, .len = len};
 }
 
 static bool name_char(char c)
@@ -99,7 +100,8 @@ int cdn_alog_compile(const char *fmt, struct cdn_alog **out, char **err)
         }
         int var = -1;
         for (int i = 0; i < CDN_ALOG_NVARS && var < 0; i++) {
-            if (strlen(var_names[i]) == (size_t)(end - name) && memcmp(var_names[i], name, (size_t)(end - name)) == 0)
+            if (strlen(var_names[i]) == (size_t)(end - name) &&
+                memcmp(var_names[i], name, (size_t)(end - name)) == 0)
                 var = i;
         }
         if (var < 0) {

@@ -499,7 +499,7 @@ static void worker_main(void *arg)
     uv_async_send(s->main_wake);
 }
 
-static int write_ports_file(const struct cdn_server *s, const char *path)
+int cdn_server_write_ports(const struct cdn_server *s, const char *path)
 {
     char *tmp = cdn_xasprintf("%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -719,8 +719,6 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     uv_mutex_unlock(&s->gen_lock);
     watch_rearm(&rs);
     atomic_store(&s->ready, true);
-    if (ports_file != NULL)
-        write_ports_file(s, ports_file);
     for (size_t i = 0; i < s->nlisteners; i++) {
         const struct cdn_listener_rt *l = &s->gen->listeners[i];
         cdn_log(CDN_LOG_INFO, "%s: listening on %s:%d (%s%s%s), %u workers", s->policy.role_name,

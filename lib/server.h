@@ -101,12 +101,17 @@ int cdn_server_drop_privileges(struct cdn_server *s, char **err);
 int cdn_server_open_cache(struct cdn_server *s, char **err);
 /* Binds every listener once per worker ("address in use" is reported here). 0 or -1 + *err. */
 int cdn_server_bind(struct cdn_server *s, char **err);
-/* Starts the workers, writes ports_file (may be NULL) once listening, and blocks until SIGTERM or
+/* Writes "NAME PORT" per listener to path (atomically: a temporary file renamed). Call it after
+ * cdn_server_bind: the sockets listen already, so a client may connect as soon as it reads the file
+ * (it is the readiness signal of tests and `make run`). 0, or -1 (logged). */
+int cdn_server_write_ports(const struct cdn_server *s, const char *path);
+/* Starts the workers and blocks until SIGTERM or
  * SIGINT has stopped them. The first SIGTERM/SIGINT drains: listeners close (/readyz turns 503), idle
  * connections close at once, exchanges in flight finish with Connection: close; then the workers stop,
  * or after timeouts.drain whatever is left is closed. A second SIGTERM/SIGINT stops at once. SIGUSR1
- * reopens the log files. Returns 0. */
-int cdn_server_run(struct cdn_server *s, const char *ports_file);
+ * reopens the log files; SIGHUP reloads (cdn_server_reload), so do POST /reload and watch_files. Returns 0.
+ */
+int cdn_server_run(struct cdn_server *s, const char *ports_file); /* ports_file: removed at exit */
 /* Worker thread: the last session of a draining worker is gone (called by lib/proxy.c). */
 void cdn_server_worker_drained(struct cdn_worker *w);
 void cdn_server_dispose(struct cdn_server *s);

@@ -114,11 +114,12 @@ start_origin() {
     ORIGIN_PORT=$(port_of origin http)
 }
 
-# start_node NAME ROLE CONFIG: cdn-node, stderr in $T/NAME.err, stdout in $T/NAME.out
+# start_node NAME ROLE CONFIG [ARG...]: cdn-node run (with ARGs), stderr in $T/NAME.err, stdout in $T/NAME.out
 start_node() {
     local name=$1 role=$2 config=$3
+    shift 3
     rm -f "$T/$name.ports"
-    "$CDN_NODE" run --role "$role" --config "$config" --ports-file "$T/$name.ports" \
+    "$CDN_NODE" run --role "$role" --config "$config" --ports-file "$T/$name.ports" "$@" \
         >"$T/$name.out" 2>"$T/$name.err" &
     _PID[$name]=$!
     _wait_ready "$name"
