@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
 
 #include <check.h>
 
@@ -64,6 +67,65 @@ START_TEST(access_lines_all_written)
     unlink(errp);
     rmdir(dir);
     free(acc);
+    free(errp);
+}
+END_TEST
+
+struct drain_arg {
+    int fd;
+    size_t bytes, lines;
+};
+
+static void *fifo_drain(void *arg)
+{
+    struct drain_arg *d = arg;
+    char buf[65536];
+    ssize_t k;
+    while ((k = read(d->fd, buf, sizeof(buf))) != 0) {
+        if (k < 0) {
+            usleep(1000); /* non-blocking and empty: the writer has not written yet */
+            continue;
+        }
+        for (ssize_t j = 0; j < k; j++)
+            d->lines += buf[j] == '\n';
+        d->bytes += (size_t)k;
+    }
+    return NULL;
+}
+
+/* A disk that does not keep up (here: a pipe nobody reads): the queue fills, further lines are dropped
+ * and counted, and the caller never blocks; every line is either delivered or counted. */
+START_TEST(access_lines_dropped_when_writer_stalls)
+{
+    char dir[] = "/tmp/cdn-log-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *fifo = cdn_xasprintf("%s/access.fifo", dir), *errp = cdn_xasprintf("%s/error.log", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    struct drain_arg d = {
+        .fd = open(fifo, O_RDONLY | O_NONBLOCK)}; /* a reader, so that open for writing succeeds */
+    ck_assert_int_ge(d.fd, 0);
+    struct cdn_conf_log lc = {.error = errp, .access = fifo, .level = CDN_LOG_INFO};
+    char *err = NULL;
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    uint64_t before = cdn_log_access_dropped();
+    char pad[200];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    const int n = 20000; /* about 4.5 MiB: more than the pipe and the queue hold */
+    for (int i = 0; i < n; i++)
+        cdn_log_access("line %d %s", i, pad);
+    uint64_t dropped = cdn_log_access_dropped() - before;
+    ck_assert_uint_gt(dropped, 0);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, fifo_drain, &d), 0);
+    cdn_log_close(); /* flushes what was queued, into the reader */
+    pthread_join(th, NULL);
+    close(d.fd);
+    ck_assert_uint_eq(d.lines + dropped, (uint64_t)n);
+    unlink(fifo);
+    unlink(errp);
+    rmdir(dir);
+    free(fifo);
     free(errp);
 }
 END_TEST
@@ -139,6 +201,7 @@ Suite *suite_log(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, access_lines_all_written);
     tcase_add_test(tc, reopen_after_rename);
+    tcase_add_test(tc, access_lines_dropped_when_writer_stalls);
     suite_add_tcase(s, tc);
     return s;
 }
