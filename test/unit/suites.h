@@ -23,5 +23,6 @@ Suite *suite_sni(void);
 Suite *suite_log(void);
 Suite *suite_watch(void);
 Suite *suite_alog(void);
+Suite *suite_ring(void);
 
 #endif
