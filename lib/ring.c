@@ -55,9 +55,9 @@ struct cdn_ring *cdn_ring_new(const char *const *names, const unsigned *weights,
         for (size_t k = 0; k < pts; k++) {
             char buf[512];
             int len = snprintf(buf, sizeof(buf), "%s#%zu", names[i], k);
-            r->points[r->npoints++] =
-                (struct ring_point){.at = cdn_ring_hash(buf, (size_t)len < sizeof(buf) ? (size_t)len : sizeof(buf) - 1),
-                                    .parent = i};
+            r->points[r->npoints++] = (struct ring_point){
+                .at = cdn_ring_hash(buf, (size_t)len < sizeof(buf) ? (size_t)len : sizeof(buf) - 1),
+                .parent = i};
         }
     }
     qsort(r->points, r->npoints, sizeof(*r->points), cmp_point);

@@ -24,5 +24,6 @@ Suite *suite_log(void);
 Suite *suite_watch(void);
 Suite *suite_alog(void);
 Suite *suite_ring(void);
+Suite *suite_health(void);
 
 #endif
