@@ -693,6 +693,11 @@ struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t po
         defer_error(c, CDN_ETLS);
         return c;
     }
+    if (c->ssl != NULL) {
+        char key[320];
+        snprintf(key, sizeof(key), "%s|%u|%s", host, port, tls_name != NULL ? tls_name : host);
+        cdn_tls_client_resume(c->ssl, key);
+    }
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
     if (uv_ip4_addr(host, port, &a4) == 0) {

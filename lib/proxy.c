@@ -886,6 +886,9 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     char why[320];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
+        if (c->ssl != NULL)
+            proxy_count(s, SSL_session_reused(c->ssl) ? CDN_STAT_upstream_tls_resumed
+                                                      : CDN_STAT_upstream_tls_full);
         if (c->ssl != NULL && proxy_conf(s)->upstream.verify_policy == CDN_VERIFY_PERMISSIVE &&
             SSL_get_verify_result(c->ssl) != X509_V_OK) { /* PERMISSIVE let it through */
             proxy_count(s, CDN_STAT_upstream_errors_tls);

@@ -54,8 +54,10 @@
     "stale-if-error), revalidated (stored response confirmed by a 304 from upstream), collapsed " \
     "(waited for another request's fill instead of going upstream), miss (not stored: fetched "   \
     "upstream), uncacheable (the request or the response may not be stored: forwarded)"
-#define CDN_STATS_H_SERVED  "Response body bytes sent to clients, by where they came from"
-#define CDN_STATS_H_UP_ERR  "Upstream exchanges that failed, by kind (connect includes name resolution)"
+#define CDN_STATS_H_SERVED "Response body bytes sent to clients, by where they came from"
+#define CDN_STATS_H_UP_ERR "Upstream exchanges that failed, by kind (connect includes name resolution)"
+#define CDN_STATS_H_UP_TLS \
+    "TLS handshakes on new upstream connections: full, or resumed from a session of an earlier one"
 #define CDN_STATS_H_RELOADS "Configuration reloads (SIGHUP, cdn-node reload, watched files), by result"
 
 #define CDN_STATS_TABLE(X)                                                                                   \
@@ -116,6 +118,8 @@
     X(upstream_errors_timeout, COUNTER, upstream_errors, "kind=\"timeout\"", CDN_STATS_H_UP_ERR)             \
     X(upstream_errors_protocol, COUNTER, upstream_errors, "kind=\"protocol\"", CDN_STATS_H_UP_ERR)           \
     X(upstream_conns_opened, COUNTER, upstream_connections_opened, "", "Upstream connections opened")        \
+    X(upstream_tls_full, COUNTER, upstream_tls_handshakes, "kind=\"full\"", CDN_STATS_H_UP_TLS)              \
+    X(upstream_tls_resumed, COUNTER, upstream_tls_handshakes, "kind=\"resumed\"", CDN_STATS_H_UP_TLS)        \
     X(upstream_conns_reused, COUNTER, upstream_connections_reused, "",                                       \
       "Upstream requests sent on a kept-alive connection from the pool")                                     \
     X(upstream_response_seconds, HISTOGRAM, upstream_response_seconds, "",                                   \

@@ -259,6 +259,112 @@ void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx)
         SSL_set_session_id_context(ssl, (const unsigned char *)sid_ctx, (unsigned int)strlen(sid_ctx));
 }
 
+/* ---- upstream session resumption ----
+ * A client context keeps the latest session per peer ("host|port|name") so that a new connection to a
+ * parent resumes (TLS 1.3 ticket or 1.2 session) instead of a full handshake. The cache hangs off the
+ * context (ex_data), so a reload, which builds a new context, starts afresh: a session is never
+ * resumed under other client credentials. Workers share it under a mutex (taken per new connection). */
+
+#define SESS_MAX 64 /* peers remembered per context */
+
+struct sess_cache {
+    pthread_mutex_t mu;
+    struct {
+        char *key;
+        SSL_SESSION *sess;
+    } e[SESS_MAX];
+    size_t n, next; /* next: slot replaced when full (round robin) */
+};
+
+static int sess_cache_index = -1, sess_key_index = -1;
+static pthread_once_t sess_once = PTHREAD_ONCE_INIT;
+
+static void sess_cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct sess_cache *c = ptr;
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->e[i].key);
+        SSL_SESSION_free(c->e[i].sess);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static void sess_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+static void sess_once_init(void)
+{
+    sess_cache_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sess_cache_free);
+    sess_key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, sess_key_free);
+}
+
+/* OpenSSL hands over a new session (after the handshake, or when a TLS 1.3 ticket arrives). */
+static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), sess_cache_index);
+    const char *key = SSL_get_ex_data(ssl, sess_key_index);
+    if (c == NULL || key == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    size_t i = 0;
+    while (i < c->n && strcmp(c->e[i].key, key) != 0)
+        i++;
+    if (i == c->n) {
+        if (c->n < SESS_MAX) {
+            c->n++;
+        } else {
+            i = c->next;
+            c->next = (c->next + 1) % SESS_MAX;
+            free(c->e[i].key);
+            SSL_SESSION_free(c->e[i].sess);
+        }
+        c->e[i].key = cdn_xstrdup(key);
+    } else {
+        SSL_SESSION_free(c->e[i].sess);
+    }
+    c->e[i].sess = sess; /* the reference OpenSSL gave us (return 1) */
+    pthread_mutex_unlock(&c->mu);
+    return 1;
+}
+
+static void sess_cache_attach(SSL_CTX *ctx)
+{
+    pthread_once(&sess_once, sess_once_init);
+    struct sess_cache *c = cdn_xcalloc(1, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    SSL_CTX_set_ex_data(ctx, sess_cache_index, c);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, sess_new_cb);
+}
+
+void cdn_tls_client_resume(SSL *ssl, const char *key)
+{
+    pthread_once(&sess_once, sess_once_init);
+    struct sess_cache *c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), sess_cache_index);
+    if (c == NULL)
+        return;
+    SSL_set_ex_data(ssl, sess_key_index, cdn_xstrdup(key));
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->e[i].key, key) == 0) {
+            /* a copy: OpenSSL marks the session of a connection freed without close_notify as not
+             * resumable, which must not spoil it for every other connection */
+            SSL_SESSION *dup = SSL_SESSION_dup(c->e[i].sess);
+            if (dup != NULL) {
+                SSL_set_session(ssl, dup); /* takes its own reference */
+                SSL_SESSION_free(dup);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -288,6 +394,7 @@ SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
     SSL_CTX_set_verify(ctx, u->verify_policy == CDN_VERIFY_DISABLED ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
                        flags != 0 ? verify_server_cb : NULL);
     SSL_CTX_set_verify_depth(ctx, 8);
+    sess_cache_attach(ctx);
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -41,6 +41,11 @@ bool cdn_tls_upstream_checks_name(const struct cdn_conf_upstream *u);
  * the host name or IP the peer certificate must match. Returns 0 or -1. */
 int cdn_tls_client_setup(SSL *ssl, const char *name, int verify);
 
+/* Offers the session last seen for key (any string naming the peer: "host|port|name") on a new
+ * connection made with a context of cdn_tls_client_ctx_new, and files the sessions it gets under key.
+ * SSL_session_reused() after the handshake tells whether it was resumed. */
+void cdn_tls_client_resume(SSL *ssl, const char *key);
+
 /* Fills buf with the reason of the last failure on ssl: the verify result when a certificate was
  * rejected, else the drained OpenSSL error queue. Clears the queue. */
 void cdn_tls_describe_error(SSL *ssl, char *buf, size_t n);

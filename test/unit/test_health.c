@@ -44,7 +44,7 @@ START_TEST(failed_probe_doubles_backoff)
     ck_assert(!cdn_health_is_up(&h));
     ck_assert(cdn_health_usable(&h, 1000, &probe) && probe);
     ck_assert(!cdn_health_failure(&h, &cfg, 1000, true)); /* still down, no state change */
-    ck_assert(!cdn_health_usable(&h, 2999, &probe));     /* 2 s now */
+    ck_assert(!cdn_health_usable(&h, 2999, &probe));      /* 2 s now */
     ck_assert(cdn_health_usable(&h, 3000, &probe) && probe);
     cdn_health_failure(&h, &cfg, 3000, true);
     ck_assert(!cdn_health_usable(&h, 6999, &probe)); /* 4 s */
