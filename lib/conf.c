@@ -24,6 +24,7 @@
 #include <yaml.h>
 
 #include "lib/conf.h"
+#include "lib/pin.h"
 #include "lib/util.h"
 
 #define CONF_MAX_DEPTH     64                  /* the real format needs 3 levels */
@@ -31,7 +32,7 @@
 #define CONF_MAX_FILE_SIZE (16u * 1024 * 1024) /* a config is a few KiB; refuse anything absurd */
 #define CONF_MAX_LISTENERS 128
 #define CONF_MAX_NAME      64 /* listener names and the Via pseudonym */
-#define CONF_MAX_CMDS      16 /* keys in one table */
+#define CONF_MAX_CMDS      40 /* keys in one table (the sni_yaml table names many ATS keys) */
 #define CONF_SHOW_MAX      48 /* bytes of a value or key quoted in a message */
 
 enum node_kind { NODE_SCALAR, NODE_MAP, NODE_SEQ, NODE_BAD /* an alias, already reported */ };
@@ -69,6 +70,7 @@ enum conf_type {
     CT_MSEC,   /* uint64_t milliseconds, > 0 */
     CT_SIZE,   /* uint64_t bytes in min..max */
     CT_MAP,    /* a nested struct at offset, keys from cmd->sub */
+    CT_LIST,   /* struct cdn_conf_strlist: a sequence of strings, each checked by cmd->check */
     CT_CUSTOM, /* cmd->handler does everything */
 };
 
@@ -104,9 +106,10 @@ struct conf_cmd {
     size_t pos_offset;             /* CMD_POS */
 };
 
-static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni;
+static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni, refuse_ats_key;
 static conf_post listener_post, upstream_post;
-static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
+static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn, check_san,
+    check_fingerprint;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
                                                      {"request", CDN_CLIENT_AUTH_REQUEST},
@@ -133,7 +136,9 @@ static const struct conf_enum host_sni_policy_enums[] = {
 static const struct conf_enum log_level_enums[] = {
     {"error", CDN_LOG_ERROR}, {"warn", CDN_LOG_WARN}, {"info", CDN_LOG_INFO}, {"debug", CDN_LOG_DEBUG}, {0}};
 
-#define L(f) offsetof(struct cdn_conf_listener, f)
+#define L(f)     offsetof(struct cdn_conf_listener, f)
+#define SAN_WHAT "a subjectAltName value (DNS name, \"*.\" and a domain, URI, email or IP address)"
+#define FP_WHAT  "a SHA-256 fingerprint (64 hex digits, ':' between pairs allowed)"
 static const struct conf_cmd listener_cmds[] = {
     {.key = "name",
      .type = CT_STR,
@@ -162,6 +167,12 @@ static const struct conf_cmd listener_cmds[] = {
     {.key = "crl_file", .type = CT_PATH, .offset = L(crl_file)},
     {.key = "crl_check", .type = CT_ENUM, .offset = L(crl_check), .enums = crl_check_enums},
     {.key = "crl_expired", .type = CT_ENUM, .offset = L(crl_expired), .enums = crl_expired_enums},
+    {.key = "allowed_sans", .type = CT_LIST, .offset = L(allowed_sans), .check = check_san, .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = L(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
     {0}};
 #undef L
 
@@ -182,7 +193,78 @@ static const struct conf_cmd sni_cmds[] = {
     {.key = "certificate", .type = CT_PATH, .offset = SN(certificate)},
     {.key = "key", .type = CT_PATH, .offset = SN(key)},
     {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
+    {.key = "allowed_sans",
+     .type = CT_LIST,
+     .offset = SN(allowed_sans),
+     .check = check_san,
+     .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = SN(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
+    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
     {0}};
+
+/* An ATS sni.yaml rule (sni_yaml): ATS's names for what we support, our own keys whose meaning ATS
+ * would not contradict, and ATS keys we do not support, refused by name rather than as "unknown". */
+#define ATS_REFUSED(k)                                         \
+    {                                                          \
+        .key = k, .type = CT_CUSTOM, .handler = refuse_ats_key \
+    }
+static const struct conf_cmd ats_sni_cmds[] = {
+    {.key = "fqdn",
+     .type = CT_STR,
+     .offset = SN(fqdn),
+     .flags = CMD_REQUIRED,
+     .check = check_fqdn,
+     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},
+    {.key = "verify_client", .type = CT_ENUM, .offset = SN(verify_client), .enums = verify_client_enums},
+    {.key = "verify_client_ca_certs",
+     .type = CT_PATH,
+     .offset = SN(ca_file),
+     .flags = CMD_POS,
+     .pos_offset = SN(ca_file_pos)},
+    {.key = "ssl_cert_name", .type = CT_PATH, .offset = SN(certificate)},
+    {.key = "ssl_key_name", .type = CT_PATH, .offset = SN(key)},
+    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
+    {.key = "allowed_sans",
+     .type = CT_LIST,
+     .offset = SN(allowed_sans),
+     .check = check_san,
+     .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = SN(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
+    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
+    ATS_REFUSED("ip_allow"),
+    ATS_REFUSED("tunnel_route"),
+    ATS_REFUSED("forward_route"),
+    ATS_REFUSED("partial_blind_route"),
+    ATS_REFUSED("tunnel_alpn"),
+    ATS_REFUSED("tunnel_prewarm"),
+    ATS_REFUSED("valid_tls_versions_in"),
+    ATS_REFUSED("valid_tls_version_min_in"),
+    ATS_REFUSED("valid_tls_version_max_in"),
+    ATS_REFUSED("host_sni_policy"),
+    ATS_REFUSED("http2"),
+    ATS_REFUSED("http2_buffer_water_mark"),
+    ATS_REFUSED("quic"),
+    ATS_REFUSED("client_cert"),
+    ATS_REFUSED("client_key"),
+    ATS_REFUSED("client_sni_policy"),
+    ATS_REFUSED("verify_server_policy"),
+    ATS_REFUSED("verify_server_properties"),
+    ATS_REFUSED("verify_origin_server"),
+    ATS_REFUSED("ssl_ticket_enabled"),
+    ATS_REFUSED("ssl_ticket_number"),
+    ATS_REFUSED("server_max_early_data"),
+    ATS_REFUSED("ssl_ca_name"),
+    ATS_REFUSED("ssl_key_dialog"),
+    {0}};
+#undef ATS_REFUSED
 #undef SN
 
 #define U(f) offsetof(struct cdn_conf_upstream, f)
@@ -241,6 +323,7 @@ static const struct conf_cmd log_cmds[] = {
     {.key = "error", .type = CT_PATH, .offset = LOG(error), .flags = CMD_DASH},
     {.key = "access", .type = CT_PATH, .offset = LOG(access), .flags = CMD_DASH},
     {.key = "level", .type = CT_ENUM, .offset = LOG(level), .enums = log_level_enums},
+    {.key = "tls_failures", .type = CT_PATH, .offset = LOG(tls_failures), .flags = CMD_DASH},
     {0}};
 #undef LOG
 
@@ -262,6 +345,23 @@ static const struct conf_cmd cache_cmds[] = {
      .what = "a sequence of query parameter names"},
     {0}};
 #undef CA
+
+#define ID(f) offsetof(struct cdn_conf_identity, f)
+#define HEADER_NAME(k, f)                                                                                  \
+    {                                                                                                      \
+        .key = k, .type = CT_STR, .offset = ID(f), .check = check_token, .what = "a header name (a token)" \
+    }
+static const struct conf_cmd identity_cmds[] = {
+    {.key = "client_cert_chain", .type = CT_BOOL, .offset = ID(client_cert_chain)},
+    {.key = "headers", .type = CT_BOOL, .offset = ID(headers)},
+    HEADER_NAME("subject_header", subject_header),
+    HEADER_NAME("issuer_header", issuer_header),
+    HEADER_NAME("sans_header", sans_header),
+    HEADER_NAME("fingerprint_header", fingerprint_header),
+    HEADER_NAME("status_header", status_header),
+    {0}};
+#undef HEADER_NAME
+#undef ID
 
 #define AD(f) offsetof(struct cdn_conf_admin, f)
 static const struct conf_cmd admin_cmds[] = {
@@ -300,6 +400,12 @@ static const struct conf_cmd top_cmds[] = {
      .flags = CMD_SEQ,
      .what = "a sequence of SNI rule maps"},
     {.key = "host_sni_policy", .type = CT_ENUM, .offset = C(host_sni_policy), .enums = host_sni_policy_enums},
+    {.key = "sni_yaml",
+     .type = CT_PATH,
+     .offset = C(sni_yaml),
+     .flags = CMD_POS,
+     .pos_offset = C(sni_yaml_pos)},
+    {.key = "identity", .type = CT_MAP, .offset = C(identity), .sub = identity_cmds},
     {.key = "remap",
      .type = CT_CUSTOM,
      .handler = set_remap,
@@ -660,6 +766,17 @@ static bool check_fqdn(const char *s)
     return check_dns_name(s, n) && s[0] != '.' && s[n - 1] != '.' && strstr(s, "..") == NULL;
 }
 
+static bool check_san(const char *s)
+{
+    return cdn_pin_valid_san(s);
+}
+
+static bool check_fingerprint(const char *s)
+{
+    unsigned char fp[CDN_PIN_SHA256_LEN];
+    return cdn_pin_parse_fingerprint(s, fp) == 0;
+}
+
 static bool check_hostport(const char *s)
 {
     const char *colon;
@@ -763,6 +880,7 @@ static const char *expect(const struct conf_cmd *cmd, char *buf, size_t size)
     case CT_PATH:
         return (cmd->flags & CMD_DASH) ? "a file path or \"-\"" : "a file path";
     case CT_STR:
+    case CT_LIST:
     case CT_CUSTOM:
         break;
     }
@@ -800,6 +918,40 @@ static void sub_err(struct loader *ld, struct cdn_conf_pos pos, const char *path
 static void walk_map(struct loader *ld, const struct node *map, const char *path, const struct conf_cmd *cmds,
                      void *base, const struct node **seen);
 
+/* A sequence of non-empty strings, each passing cmd->check; every bad element is reported. */
+static void set_list(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                     struct cdn_conf_strlist *out)
+{
+    struct shown sh;
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected a sequence, each %s; got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    out->v = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        if (e->kind == NODE_BAD)
+            continue;
+        if (e->kind != NODE_SCALAR || is_null(e) || memchr(e->str, '\0', e->len) != NULL ||
+            (cmd->check != NULL && !cmd->check(e->str))) {
+            char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+            conf_err(ld, e->pos, ikey, "expected %s, got %s", cmd->what, describe(e, &sh));
+            free(ikey);
+            continue;
+        }
+        out->v[out->n++] = cdn_xstrdup(e->str);
+    }
+}
+
+static void strlist_free(struct cdn_conf_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
 static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
                       void *base)
 {
@@ -823,6 +975,10 @@ static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struc
         walk_map(ld, v, key, cmd->sub, field, seen);
         if (cmd->post != NULL)
             cmd->post(ld, v, key, field, seen);
+        return;
+    }
+    if (cmd->type == CT_LIST) {
+        set_list(ld, cmd, v, key, (struct cdn_conf_strlist *)(void *)field);
         return;
     }
     if (v->kind != NODE_SCALAR || memchr(v->str, '\0', v->len) != NULL)
@@ -879,6 +1035,7 @@ static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struc
         *(uint64_t *)field = u;
         break;
     case CT_MAP:
+    case CT_LIST:
     case CT_CUSTOM:
         break;
     }
@@ -977,8 +1134,9 @@ static void listener_post(struct loader *ld, const struct node *map, const char 
                           const struct node *const *seen)
 {
     struct cdn_conf_listener *l = base;
-    static const char *const tls_only[] = {"certificate",   "key",      "ca_file",   "verify_depth",
-                                           "send_ca_names", "crl_file", "crl_check", "crl_expired"};
+    static const char *const tls_only[] = {
+        "certificate", "key",       "ca_file",     "verify_depth", "send_ca_names",
+        "crl_file",    "crl_check", "crl_expired", "allowed_sans", "allowed_fingerprints"};
 
     if (l->tls) {
         /* A present but invalid value was reported already. */
@@ -1001,6 +1159,15 @@ static void listener_post(struct loader *ld, const struct node *map, const char 
         else if (seen_get(listener_cmds, seen, "ca_file") == NULL)
             sub_err(ld, l->client_auth_pos, key, "client_auth",
                     "client certificates need ca_file (the CA that issues them)");
+    }
+    if (l->client_auth == CDN_CLIENT_AUTH_NONE && l->tls) {
+        const struct node *pv = seen_get(listener_cmds, seen, "allowed_sans");
+        if (pv == NULL)
+            pv = seen_get(listener_cmds, seen, "allowed_fingerprints");
+        if (pv != NULL)
+            conf_err(ld, pv->pos, key,
+                     "allowed_sans/allowed_fingerprints pin client certificates; "
+                     "client_auth none asks for none");
     }
 }
 
@@ -1151,46 +1318,61 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
 
 #define CONF_MAX_SNI 1024
 
-static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
-                    void *base)
+/* Appends the rules of the sequence v (an sni: list of our config, or of an ATS sni.yaml with its key
+ * names) to conf->sni; fqdns are unique over both. */
+static void add_sni_rules(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, struct cdn_conf *conf, const struct conf_cmd *cmds)
 {
-    struct cdn_conf *conf = base;
     struct shown sh;
 
     if (v->kind != NODE_SEQ) {
         conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
         return;
     }
-    if (v->nitems > CONF_MAX_SNI) {
-        conf_err(ld, v->pos, key, "too many rules (%zu, at most %d)", v->nitems, CONF_MAX_SNI);
+    if (conf->nsni + v->nitems > CONF_MAX_SNI) {
+        conf_err(ld, v->pos, key, "too many rules (%zu, at most %d)", conf->nsni + v->nitems, CONF_MAX_SNI);
         return;
     }
-    conf->sni = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->sni));
-    conf->nsni = v->nitems;
+    size_t base = conf->nsni;
+    const char *src = ld->file == conf->sni_yaml ? conf->sni_yaml : conf->path; /* owned by conf */
+    conf->sni = cdn_xrealloc(conf->sni, (base + v->nitems + 1) * sizeof(*conf->sni));
+    memset(conf->sni + base, 0, (v->nitems + 1) * sizeof(*conf->sni));
+    conf->nsni = base + v->nitems;
     for (size_t i = 0; i < v->nitems; i++) {
-        struct cdn_conf_sni_rule *r = &conf->sni[i];
+        struct cdn_conf_sni_rule *r = &conf->sni[base + i];
         const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
         char *ikey = cdn_xasprintf("%s[%zu]", key, i);
 
         r->verify_client = CDN_CLIENT_AUTH_UNSET;
         r->pos = e->pos;
+        r->src = src;
         if (e->kind == NODE_MAP) {
-            walk_map(ld, e, ikey, cmd->sub, r, seen);
-            if ((r->certificate == NULL) != (r->key == NULL))
-                sub_err(ld, e->pos, ikey, r->certificate == NULL ? "certificate" : "key",
-                        "certificate and key go together");
+            walk_map(ld, e, ikey, cmds, r, seen);
+            if ((r->certificate == NULL) != (r->key == NULL)) {
+                bool ats = cmds == ats_sni_cmds;
+                sub_err(ld, e->pos, ikey,
+                        r->certificate == NULL ? (ats ? "ssl_cert_name" : "certificate")
+                                               : (ats ? "ssl_key_name" : "key"),
+                        ats ? "ssl_cert_name and ssl_key_name go together"
+                            : "certificate and key go together");
+            }
         } else if (e->kind != NODE_BAD) {
             conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
         }
         if (r->fqdn != NULL) {
             for (char *p = r->fqdn; *p != '\0'; p++)
                 *p = (char)tolower((unsigned char)*p);
-            for (size_t j = 0; j < i; j++) {
+            for (size_t j = 0; j < base + i; j++) {
                 if (conf->sni[j].fqdn != NULL && strcmp(conf->sni[j].fqdn, r->fqdn) == 0) {
                     char *fkey = cdn_xasprintf("%s.fqdn", ikey);
-                    conf_err(ld, seen_get(sni_cmds, seen, "fqdn")->pos, fkey,
-                             "duplicate fqdn \"%s\" (also %s[%zu] at %d:%d)", r->fqdn, key, j,
-                             conf->sni[j].pos.line, conf->sni[j].pos.col);
+                    if (conf->sni[j].src == src)
+                        conf_err(ld, seen_get(cmds, seen, "fqdn")->pos, fkey,
+                                 "duplicate fqdn \"%s\" (also %s[%zu] at %d:%d)", r->fqdn, key, j - base,
+                                 conf->sni[j].pos.line, conf->sni[j].pos.col);
+                    else
+                        conf_err(ld, seen_get(cmds, seen, "fqdn")->pos, fkey,
+                                 "duplicate fqdn \"%s\" (also at %s:%d:%d)", r->fqdn, conf->sni[j].src,
+                                 conf->sni[j].pos.line, conf->sni[j].pos.col);
                     free(fkey);
                     break;
                 }
@@ -1198,6 +1380,25 @@ static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct 
         }
         free(ikey);
     }
+}
+
+static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                    void *base)
+{
+    add_sni_rules(ld, cmd, v, key, base, cmd->sub);
+}
+
+static void set_ats_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                        void *base)
+{
+    add_sni_rules(ld, cmd, v, key, base, ats_sni_cmds);
+}
+
+static void refuse_ats_key(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                           const char *key, void *base)
+{
+    conf_err(ld, v->pos, key, "ATS sni.yaml key \"%s\" is not supported by cdn-node (see docs/MTLS.md)",
+             cmd->key);
 }
 
 static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
@@ -1218,6 +1419,52 @@ static void upstream_post(struct loader *ld, const struct node *map, const char 
 }
 
 /* ---- loading ---- */
+
+static int read_file(struct loader *ld, char **out, size_t *outlen);
+
+static const struct conf_cmd ats_top_cmds[] = {{.key = "sni",
+                                                .type = CT_CUSTOM,
+                                                .flags = CMD_REQUIRED,
+                                                .what = "a sequence of SNI rule maps",
+                                                .handler = set_ats_sni},
+                                               {0}};
+
+/* Reads the ATS sni.yaml named by conf->sni_yaml and appends its rules. Its messages carry its own
+ * name and positions, and its relative paths are resolved against its own folder (ld->file is swapped
+ * for the duration). */
+static void load_sni_yaml(struct loader *ld, struct cdn_conf *conf)
+{
+    const char *main_file = ld->file;
+    char *buf = NULL;
+    size_t len = 0;
+    struct node *root = NULL;
+    struct shown sh;
+
+    ld->file = conf->sni_yaml;
+    if (read_file(ld, &buf, &len) != 0) {
+        /* read_file wrote into ld->err; make it a positioned message of the main file instead */
+        char *why = ld->err;
+        ld->err = NULL;
+        ld->file = main_file;
+        conf_err(ld, conf->sni_yaml_pos, "sni_yaml", "%s", why);
+        free(why);
+        return;
+    }
+    if (parse_tree(ld, buf, len, &root) == 0) {
+        if (root == NULL || is_null(root) || root->kind != NODE_MAP) {
+            struct cdn_conf_pos pos = {1, 1};
+            conf_err(ld, root != NULL ? root->pos : pos, NULL,
+                     "an ATS sni.yaml is a map with an \"sni\" sequence, got %s",
+                     root != NULL ? describe(root, &sh) : "an empty file");
+        } else {
+            const struct node *seen[CONF_MAX_CMDS] = {0};
+            walk_map(ld, root, "", ats_top_cmds, conf, seen);
+        }
+    }
+    node_free(root);
+    free(buf);
+    ld->file = main_file;
+}
 
 static int read_file(struct loader *ld, char **out, size_t *outlen)
 {
@@ -1308,8 +1555,21 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->limits.max_headers = 100;
     conf->log.level = CDN_LOG_INFO;
     walk_map(&ld, root, "", top_cmds, conf, seen);
+    if (conf->sni_yaml != NULL)
+        load_sni_yaml(&ld, conf); /* after the inline rules, whatever the key order */
     if (conf->via == NULL)
         conf->via = cdn_xstrdup("cdn-node");
+    struct cdn_conf_identity *id = &conf->identity;
+    if (id->subject_header == NULL)
+        id->subject_header = cdn_xstrdup("Client-Cert-Subject");
+    if (id->issuer_header == NULL)
+        id->issuer_header = cdn_xstrdup("Client-Cert-Issuer");
+    if (id->sans_header == NULL)
+        id->sans_header = cdn_xstrdup("Client-Cert-SANs");
+    if (id->fingerprint_header == NULL)
+        id->fingerprint_header = cdn_xstrdup("Client-Cert-SHA256");
+    if (id->status_header == NULL)
+        id->status_header = cdn_xstrdup("Client-Cert-Status");
     if (ld.nerr == 0)
         ret = 0;
 out:
@@ -1340,6 +1600,8 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(l->key);
         free(l->ca_file);
         free(l->crl_file);
+        strlist_free(&l->allowed_sans);
+        strlist_free(&l->allowed_fingerprints);
     }
     free(conf->listeners);
     for (size_t i = 0; i < conf->nremap; i++) {
@@ -1366,7 +1628,16 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(conf->sni[i].certificate);
         free(conf->sni[i].key);
         free(conf->sni[i].crl_file);
+        strlist_free(&conf->sni[i].allowed_sans);
+        strlist_free(&conf->sni[i].allowed_fingerprints);
     }
+    free(conf->sni_yaml);
+    free(conf->log.tls_failures);
+    free(conf->identity.subject_header);
+    free(conf->identity.issuer_header);
+    free(conf->identity.sans_header);
+    free(conf->identity.fingerprint_header);
+    free(conf->identity.status_header);
     free(conf->sni);
     free(conf->via);
     free(conf->path);

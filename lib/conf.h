@@ -24,6 +24,12 @@ enum cdn_crl_expired { CDN_CRL_EXPIRED_REJECT = 0, CDN_CRL_EXPIRED_WARN };
 enum cdn_host_sni_policy { CDN_HOST_SNI_ENFORCE = 0, CDN_HOST_SNI_PERMISSIVE }; /* ATS host_sni_policy */
 enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
 
+/* A sequence of strings (allowed_sans ...). */
+struct cdn_conf_strlist {
+    char **v;
+    size_t n;
+};
+
 /* Position of a YAML node, for diagnostics raised after loading (e.g. by a role). */
 struct cdn_conf_pos {
     int line, col; /* 1-based; 0 when the key was absent */
@@ -42,6 +48,8 @@ struct cdn_conf_listener {
     char *crl_file;          /* PEM CRLs checked for client certificates; NULL = no revocation check */
     int crl_check;           /* enum cdn_crl_check: leaf (default) or chain */
     int crl_expired;         /* enum cdn_crl_expired: reject (default) or warn */
+    struct cdn_conf_strlist allowed_sans;         /* client certificate pins (lib/pin.h); empty = none */
+    struct cdn_conf_strlist allowed_fingerprints; /* SHA-256 of the leaf's DER, validated hex */
     struct cdn_conf_pos pos, client_auth_pos;
 };
 
@@ -53,6 +61,10 @@ struct cdn_conf_sni_rule {
     char *ca_file;     /* verify_client_ca_certs; NULL = the listener's ca_file (and crl_file) */
     char *certificate, *key; /* per-SNI server certificate; NULL = the listener's */
     char *crl_file;          /* NULL = the listener's crl_file when ca_file is inherited, else none */
+    struct cdn_conf_strlist allowed_sans; /* both empty = the listener's pins when ca_file is inherited */
+    struct cdn_conf_strlist allowed_fingerprints;
+    bool log_only;   /* refusals are logged and counted, the client is let through (Akamai "deny disabled") */
+    const char *src; /* the file the rule came from (the config or sni_yaml), for messages; borrowed */
     struct cdn_conf_pos pos, ca_file_pos;
 };
 
@@ -90,9 +102,18 @@ struct cdn_conf_limits {
 };
 
 struct cdn_conf_log {
-    char *error;  /* path, or NULL/"-" for stderr */
-    char *access; /* path, or NULL for no access log, "-" for stdout */
-    int level;    /* enum cdn_log_level; default info */
+    char *error;        /* path, or NULL/"-" for stderr */
+    char *access;       /* path, or NULL for no access log, "-" for stdout */
+    int level;          /* enum cdn_log_level; default info */
+    char *tls_failures; /* path of the refused-handshake log; NULL = those lines go to the error log */
+};
+
+/* Identity headers to the upstream (lib/ident.h). Every name here, Client-Cert and Client-Cert-Chain
+ * are removed from client requests whether or not anything is added. */
+struct cdn_conf_identity {
+    bool client_cert_chain; /* add RFC 9440 Client-Cert-Chain; default false */
+    bool headers;           /* add the five headers below; default false */
+    char *subject_header, *issuer_header, *sans_header, *fingerprint_header, *status_header;
 };
 
 struct cdn_conf_admin {
@@ -131,6 +152,9 @@ struct cdn_conf {
     struct cdn_conf_sni_rule *sni; /* per-SNI rules, applied to every TLS listener (lib/sni.h) */
     size_t nsni;
     int host_sni_policy; /* enum cdn_host_sni_policy; default enforce (421 for Host != SNI) */
+    char *sni_yaml;      /* an ATS sni.yaml whose rules follow the inline sni: ones; NULL = none */
+    struct cdn_conf_pos sni_yaml_pos;
+    struct cdn_conf_identity identity;
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).

@@ -20,6 +20,7 @@
 
 #include "lib/conn.h"
 #include "lib/http1.h"
+#include "lib/ident.h"
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/proxy.h"
@@ -148,11 +149,13 @@ static void log_access(struct cdn_session *s)
         return;
     const char *tlsv = cdn_conn_tls_version(s->down);
     const char *sni = cdn_conn_sni(s->down);
-    cdn_log_access("%s \"%s %s%s HTTP/1.%d\" %d %llu %llums sni=%s tls=%s up=%s", s->down->peer,
+    char cert[64];
+    cdn_log_access("%s \"%s %s%s HTTP/1.%d\" %d %llu %llums sni=%s tls=%s up=%s cert=%s", s->down->peer,
                    s->method != NULL ? s->method : "-", s->host != NULL ? s->host : "",
                    s->path != NULL ? s->path : "-", s->minor, s->status, (unsigned long long)s->resp_bytes,
                    (unsigned long long)(cdn_now_ms() - s->t_start), sni != NULL ? sni : "-",
-                   tlsv != NULL ? tlsv : "-", s->up_name != NULL ? s->up_name : "-");
+                   tlsv != NULL ? tlsv : "-", s->up_name != NULL ? s->up_name : "-",
+                   s->down->ssl != NULL ? cdn_ident_status(s->down->ssl, cert, sizeof(cert)) : "-");
 }
 
 /* Answers with a locally generated response. The connection is kept only when asked and when
@@ -277,7 +280,7 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
             proxy_is_header(h, "expect") || proxy_is_header(h, "via"))
             continue;
         /* identity headers are ours to set: whatever a client sends is a spoof (RFC 9440 4) */
-        if (proxy_is_header(h, "client-cert") || proxy_is_header(h, "client-cert-chain"))
+        if (cdn_ident_is_owned(&proxy_conf(s)->identity, h->name, h->name_len))
             continue;
         if (s->pc.validators.len > 0 &&
             (proxy_is_header(h, "if-none-match") || proxy_is_header(h, "if-modified-since")))
@@ -286,6 +289,7 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     }
     proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->w->srv->via);
     append_client_cert(s, b);
+    cdn_ident_append(&proxy_conf(s)->identity, s->down->ssl, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
         cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
     if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
@@ -829,10 +833,7 @@ static int client_auth_of(const struct cdn_session *s, const struct cdn_conn *c)
 static void count_tls_failure(struct cdn_session *s, enum cdn_stat id)
 {
     cdn_stats_inc(&s->w->stats, id);
-    bool cert = id == CDN_STAT_tls_failed_no_certificate || id == CDN_STAT_tls_failed_unknown_ca ||
-                id == CDN_STAT_tls_failed_expired || id == CDN_STAT_tls_failed_not_yet_valid ||
-                id == CDN_STAT_tls_failed_revoked || id == CDN_STAT_tls_failed_bad_eku;
-    if (cert && client_auth_of(s, s->down) != CDN_CLIENT_AUTH_NONE)
+    if (cdn_stats_tls_failure_is_cert(id) && client_auth_of(s, s->down) != CDN_CLIENT_AUTH_NONE)
         cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_refused);
 }
 
@@ -840,12 +841,12 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 {
     struct cdn_session *s = c->data;
     CDN_CHECK_OBJ(s, SESSION_MAGIC);
-    char rule[300];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
         cdn_stats_inc(&s->w->stats, CDN_STAT_tls_handshakes);
-        if (client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
+        if (!cdn_ident_handshake_done(&s->w->stats, c->ssl, (unsigned long long)c->id, c->peer) &&
+            client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
             cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
         return;
@@ -876,14 +877,12 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         proxy_session_abort(s);
         return;
     case CDN_CONN_EV_ERROR:
-        if (s->state == ST_HANDSHAKE)
-            count_tls_failure(s, cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false));
-        if (s->state == ST_HANDSHAKE)
-            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s rule=%s client_auth=%s: TLS handshake failed: %s",
-                    (unsigned long long)c->id, c->peer, cdn_conn_sni(c) != NULL ? cdn_conn_sni(c) : "-",
-                    cdn_sni_rule_name(cdn_sni_of(c->ssl), rule, sizeof(rule)),
-                    cdn_conf_client_auth_name(client_auth_of(s, c)), c->err);
-        else
+        if (s->state == ST_HANDSHAKE) {
+            enum cdn_stat why = cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false);
+            count_tls_failure(s, why);
+            cdn_ident_log_refused(c->ssl, (unsigned long long)c->id, c->peer, client_auth_of(s, c), why,
+                                  c->err);
+        } else
             cdn_log(CDN_LOG_DEBUG, "conn=%llu peer=%s: %s while %s", (unsigned long long)c->id, c->peer,
                     c->err[0] != '\0' ? c->err : cdn_strerror(status), state_action[s->state]);
         if (s->state == ST_HANDSHAKE)

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 
 #include "lib/log.h"
+#include "lib/pin.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 
@@ -154,22 +155,71 @@ fail:
 #define POLICY_CRL_EXPIRED_WARN 0x1u
 #define POLICY_PERMISSIVE       0x2u /* client contexts */
 #define POLICY_NAME_ONLY        0x4u
+#define POLICY_LOG_ONLY         0x8u /* server contexts of a log_only SNI rule */
 
-static int policy_index = -1;
+static int policy_index = -1, pins_index = -1, verdict_index = -1;
 static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
+
+static void pins_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    cdn_pins_free(ptr);
+}
+
+static void verdict_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct cdn_tls_verdict *v = ptr;
+    if (v != NULL)
+        X509_free(v->offered);
+    free(v);
+}
 
 static void policy_index_init(void)
 {
     policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    pins_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, pins_ex_free);
+    verdict_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, verdict_ex_free);
+}
+
+/* The connection's verdict record, made on first use (only connections that send a certificate). */
+static struct cdn_tls_verdict *verdict_of(SSL *ssl)
+{
+    struct cdn_tls_verdict *v = SSL_get_ex_data(ssl, verdict_index);
+    if (v == NULL) {
+        v = cdn_xcalloc(1, sizeof(*v));
+        SSL_set_ex_data(ssl, verdict_index, v);
+    }
+    return v;
+}
+
+const struct cdn_tls_verdict *cdn_tls_verdict_of(const SSL *ssl)
+{
+    pthread_once(&policy_once, policy_index_init);
+    return ssl != NULL ? SSL_get_ex_data(ssl, verdict_index) : NULL;
+}
+
+bool cdn_tls_log_only(const SSL *ssl)
+{
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    return (flags & POLICY_LOG_ONLY) != 0;
 }
 
 /* Runs for every certificate of a client's chain, inside the handshake. Adds what OpenSSL does not
- * check by itself: a CA certificate is never accepted as the client's own (leaf) certificate; and
- * an expired CRL is only a warning when the operator chose crl_expired: warn. */
+ * check by itself: a CA certificate is never accepted as the client's own (leaf) certificate; the pins
+ * (allowed_sans / allowed_fingerprints) of the context; an expired CRL is only a warning when the
+ * operator chose crl_expired: warn; and under log_only, every refusal is recorded and let through. */
 static int verify_client_cb(int ok, X509_STORE_CTX *x)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
-    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    if (ssl == NULL)
+        return ok;
+    SSL_CTX *sctx = SSL_get_SSL_CTX(ssl);
+    uintptr_t flags = (uintptr_t)SSL_CTX_get_ex_data(sctx, policy_index);
+    struct cdn_tls_verdict *v = verdict_of(ssl);
+    if (v->offered == NULL && X509_STORE_CTX_get0_cert(x) != NULL) {
+        v->offered = X509_STORE_CTX_get0_cert(x); /* for the failure log: the session has no peer yet */
+        X509_up_ref(v->offered);
+    }
     int err = X509_STORE_CTX_get_error(x);
     if (!ok && err == X509_V_ERR_CRL_HAS_EXPIRED && (flags & POLICY_CRL_EXPIRED_WARN)) {
         cdn_log(CDN_LOG_WARN, "tls: accepting a client certificate checked against an expired CRL "
@@ -177,10 +227,22 @@ static int verify_client_cb(int ok, X509_STORE_CTX *x)
         X509_STORE_CTX_set_error(x, X509_V_OK);
         return 1;
     }
-    if (ok && X509_STORE_CTX_get_error_depth(x) == 0 &&
-        X509_check_ca(X509_STORE_CTX_get_current_cert(x)) > 0) {
-        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_CA); /* a CA presented as a client certificate */
-        return 0;
+    if (ok && X509_STORE_CTX_get_error_depth(x) == 0) {
+        X509 *leaf = X509_STORE_CTX_get_current_cert(x);
+        const char *why;
+        if (X509_check_ca(leaf) > 0) {
+            X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_CA); /* a CA presented as a client certificate */
+            ok = 0;
+        } else if ((why = cdn_pins_check(SSL_CTX_get_ex_data(sctx, pins_index), leaf)) != NULL) {
+            v->pin_reason = why;
+            X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+            ok = 0;
+        }
+    }
+    if (!ok && (flags & POLICY_LOG_ONLY)) {
+        if (v->refused == X509_V_OK)
+            v->refused = X509_STORE_CTX_get_error(x);
+        return 1;
     }
     return ok;
 }
@@ -208,6 +270,16 @@ bool cdn_tls_upstream_checks_name(const struct cdn_conf_upstream *u)
     return u->verify_policy != CDN_VERIFY_DISABLED && u->verify_properties != CDN_VERIFY_SIGNATURE;
 }
 
+void cdn_tls_server_ctx_log_only(SSL_CTX *ctx)
+{
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = (uintptr_t)SSL_CTX_get_ex_data(ctx, policy_index) | POLICY_LOG_ONLY;
+    SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
+    /* a missing certificate is judged after the handshake (cdn_tls_verdict_of's caller) */
+    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx) & ~SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       SSL_CTX_get_verify_callback(ctx));
+}
+
 int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
 {
     pthread_once(&policy_once, policy_index_init);
@@ -215,6 +287,10 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
     SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
     if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE)
         return 0;
+    struct cdn_pins *pins = cdn_pins_new(l->allowed_sans.v, l->allowed_sans.n, l->allowed_fingerprints.v,
+                                         l->allowed_fingerprints.n);
+    if (pins != NULL)
+        SSL_CTX_set_ex_data(ctx, pins_index, pins); /* freed with ctx */
     SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), verify_client_cb);
     SSL_CTX_set_verify_depth(ctx, l->verify_depth);
     if (!l->send_ca_names)
@@ -311,6 +387,12 @@ int cdn_tls_client_setup(SSL *ssl, const char *name, int verify)
 void cdn_tls_describe_error(SSL *ssl, char *buf, size_t n)
 {
     long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const struct cdn_tls_verdict *v = cdn_tls_verdict_of(ssl);
+    if (vr == X509_V_ERR_APPLICATION_VERIFICATION && v != NULL && v->pin_reason != NULL) {
+        ERR_clear_error();
+        snprintf(buf, n, "pin mismatch: %s", v->pin_reason);
+        return;
+    }
     if (vr != X509_V_OK) {
         ERR_clear_error();
         snprintf(buf, n, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
