@@ -120,6 +120,12 @@ enum cdn_stat cdn_stats_tls_failure(long verify_result, unsigned long err, bool 
         return CDN_STAT_tls_failed_weak_crypto;
     case X509_V_ERR_INVALID_CA:
         return CDN_STAT_tls_failed_ca_as_leaf;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+        return CDN_STAT_tls_failed_crl;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
@@ -155,6 +161,7 @@ bool cdn_stats_tls_failure_is_cert(enum cdn_stat id)
     case CDN_STAT_tls_failed_pin_mismatch:
     case CDN_STAT_tls_failed_weak_crypto:
     case CDN_STAT_tls_failed_ca_as_leaf:
+    case CDN_STAT_tls_failed_crl:
         return true;
     default:
         return false;
@@ -182,6 +189,8 @@ const char *cdn_stats_tls_failure_name(enum cdn_stat id)
         return "weak_crypto";
     case CDN_STAT_tls_failed_ca_as_leaf:
         return "ca_as_leaf";
+    case CDN_STAT_tls_failed_crl:
+        return "crl";
     case CDN_STAT_tls_failed_protocol:
         return "protocol";
     case CDN_STAT_tls_failed_timeout:

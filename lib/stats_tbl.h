@@ -46,7 +46,8 @@
     "certificate was not sent; unknown_ca: its chain does not lead to a trusted CA; bad_eku: not "    \
     "valid for clientAuth; pin_mismatch: refused by allowed_sans/allowed_fingerprints; weak_crypto: " \
     "a key or signature below the OpenSSL security level (RSA under 2048 bits, SHA-1); ca_as_leaf: "  \
-    "a CA certificate sent as the client's own; protocol: no common version or cipher, "              \
+    "a CA certificate sent as the client's own; crl: no usable CRL (expired, not yet valid, missing " \
+    "for an issuer, bad signature); protocol: no common version or cipher, "                          \
     "or a malformed message)"
 #define CDN_STATS_H_CLIENT_CERTS                                                                      \
     "Client certificates on data listeners: verified (handshake completed), refused, or log_only (a " \
@@ -89,6 +90,7 @@
     X(tls_failed_weak_crypto, COUNTER, tls_handshake_failures, "reason=\"weak_crypto\"",                     \
       CDN_STATS_H_TLS_FAIL)                                                                                  \
     X(tls_failed_ca_as_leaf, COUNTER, tls_handshake_failures, "reason=\"ca_as_leaf\"", CDN_STATS_H_TLS_FAIL) \
+    X(tls_failed_crl, COUNTER, tls_handshake_failures, "reason=\"crl\"", CDN_STATS_H_TLS_FAIL)               \
     X(tls_failed_protocol, COUNTER, tls_handshake_failures, "reason=\"protocol\"", CDN_STATS_H_TLS_FAIL)     \
     X(tls_failed_timeout, COUNTER, tls_handshake_failures, "reason=\"timeout\"", CDN_STATS_H_TLS_FAIL)       \
     X(tls_failed_other, COUNTER, tls_handshake_failures, "reason=\"other\"", CDN_STATS_H_TLS_FAIL)           \
