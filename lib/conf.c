@@ -53,8 +53,9 @@ struct conf_msg {
 };
 
 struct loader {
-    const char *file; /* the config path as given, for messages and for relative paths */
-    char *err;        /* the final text; problems found while walking are in msgs until then */
+    const char *file;      /* the config path as given, for messages and for relative paths */
+    char **remap_upstream; /* "@upstream=NAME" of each remap rule until resolved; NULL entries = none */
+    char *err;             /* the final text; problems found while walking are in msgs until then */
     struct conf_msg msgs[CONF_MAX_ERRORS];
     unsigned nerr; /* may exceed CONF_MAX_ERRORS: only the first ones are kept */
 };
@@ -106,7 +107,8 @@ struct conf_cmd {
     size_t pos_offset;             /* CMD_POS */
 };
 
-static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni, refuse_ats_key;
+static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni, refuse_ats_key,
+    set_upstreams;
 static conf_post listener_post, upstream_post;
 static conf_check check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn, check_san,
     check_fingerprint;
@@ -268,7 +270,14 @@ static const struct conf_cmd ats_sni_cmds[] = {
 #undef SN
 
 #define U(f) offsetof(struct cdn_conf_upstream, f)
-static const struct conf_cmd upstream_cmds[] = {
+/* a named profile (upstreams[]); upstream: (the node default) has the same keys but the name */
+static const struct conf_cmd upstream_profile_cmds[] = {
+    {.key = "name",
+     .type = CT_STR,
+     .offset = U(name),
+     .flags = CMD_REQUIRED,
+     .check = check_name,
+     .what = "a name of letters, digits, '.', '_' or '-' (at most 64)"},
     {.key = "address",
      .type = CT_STR,
      .offset = U(address),
@@ -277,6 +286,7 @@ static const struct conf_cmd upstream_cmds[] = {
     {.key = "client_certificate", .type = CT_PATH, .offset = U(client_certificate)},
     {.key = "client_key", .type = CT_PATH, .offset = U(client_key)},
     {.key = "ca_file", .type = CT_PATH, .offset = U(ca_file)},
+    {.key = "crl_file", .type = CT_PATH, .offset = U(crl_file)},
     {.key = "verify", .type = CT_BOOL, .offset = U(verify)},
     {.key = "verify_server_policy",
      .type = CT_ENUM,
@@ -292,6 +302,7 @@ static const struct conf_cmd upstream_cmds[] = {
      .check = check_hostname,
      .what = "a host name"},
     {0}};
+#define upstream_cmds (upstream_profile_cmds + 1)
 #undef U
 
 #define T(f) offsetof(struct cdn_conf_timeouts, f)
@@ -417,6 +428,12 @@ static const struct conf_cmd top_cmds[] = {
      .post = upstream_post,
      .flags = CMD_POS,
      .pos_offset = C(upstream.pos)},
+    {.key = "upstreams",
+     .type = CT_CUSTOM,
+     .handler = set_upstreams,
+     .sub = upstream_profile_cmds,
+     .flags = CMD_SEQ,
+     .what = "a sequence of upstream profile maps"},
     {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
     {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
     {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
@@ -1287,9 +1304,10 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
     }
     conf->remap = cdn_xcalloc(v->nitems, sizeof(*conf->remap));
     conf->nremap = v->nitems;
+    ld->remap_upstream = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
     for (size_t i = 0; i < v->nitems; i++) {
         const struct node *e = v->items[i];
-        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[3];
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[4];
         size_t n;
 
         conf->remap[i].pos = e->pos;
@@ -1300,15 +1318,20 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
             goto next;
         }
         copy = cdn_xstrdup(e->str);
-        n = split_words(copy, w, 3);
+        n = split_words(copy, w, 4);
         if (n >= 1 && strcmp(w[0], "map") != 0) {
             show_bytes(sh.s, w[0], strlen(w[0]));
             conf_err(ld, e->pos, ikey, "unsupported rule type \"%s\" (only \"map\" is supported)", sh.s);
-        } else if (n != 3) {
-            conf_err(ld, e->pos, ikey, "expected \"map FROM TO\" (3 words), got %s", describe(e, &sh));
+        } else if (n == 4 && (strncmp(w[3], "@upstream=", 10) != 0 || w[3][10] == '\0')) {
+            show_bytes(sh.s, w[3], strlen(w[3]));
+            conf_err(ld, e->pos, ikey, "unknown option \"%s\" (the only one is @upstream=NAME)", sh.s);
+        } else if (n != 3 && n != 4) {
+            conf_err(ld, e->pos, ikey, "expected \"map FROM TO [@upstream=NAME]\", got %s", describe(e, &sh));
         } else {
             conf->remap[i].from = cdn_xstrdup(w[1]);
             conf->remap[i].to = cdn_xstrdup(w[2]);
+            if (n == 4)
+                ld->remap_upstream[i] = cdn_xstrdup(w[3] + 10);
         }
     next:
         free(copy);
@@ -1401,21 +1424,94 @@ static void refuse_ats_key(struct loader *ld, const struct conf_cmd *cmd, const 
              cmd->key);
 }
 
-static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
-                          const struct node *const *seen)
+/* The cross-key rules of an upstream map (upstream: or one upstreams[] profile, per cmds). */
+static void upstream_check(struct loader *ld, const struct node *map, const char *key,
+                           struct cdn_conf_upstream *u, const struct conf_cmd *cmds,
+                           const struct node *const *seen)
 {
-    struct cdn_conf_upstream *u = base;
-    if (u->client_certificate != NULL && seen_get(upstream_cmds, seen, "client_key") == NULL)
+    if (u->client_certificate != NULL && seen_get(cmds, seen, "client_key") == NULL)
         sub_err(ld, map->pos, key, "client_key", "missing required key (client_certificate is given)");
-    if (u->client_key != NULL && seen_get(upstream_cmds, seen, "client_certificate") == NULL)
+    if (u->client_key != NULL && seen_get(cmds, seen, "client_certificate") == NULL)
         sub_err(ld, map->pos, key, "client_certificate", "missing required key (client_key is given)");
-    const struct node *pv = seen_get(upstream_cmds, seen, "verify_server_policy");
-    if (pv != NULL && seen_get(upstream_cmds, seen, "verify") != NULL)
+    const struct node *pv = seen_get(cmds, seen, "verify_server_policy");
+    if (pv != NULL && seen_get(cmds, seen, "verify") != NULL)
         sub_err(ld, pv->pos, key, "verify_server_policy",
                 "give either verify or verify_server_policy, not both");
     else if (!u->verify)
         u->verify_policy = CDN_VERIFY_DISABLED;
     u->verify = u->verify_policy != CDN_VERIFY_DISABLED;
+}
+
+static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                          const struct node *const *seen)
+{
+    upstream_check(ld, map, key, base, upstream_cmds, seen);
+}
+
+#define CONF_MAX_UPSTREAMS 256
+
+static void set_upstreams(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems > CONF_MAX_UPSTREAMS) {
+        conf_err(ld, v->pos, key, "too many profiles (%zu, at most %d)", v->nitems, CONF_MAX_UPSTREAMS);
+        return;
+    }
+    conf->upstreams = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->upstreams));
+    conf->nupstreams = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_upstream *u = &conf->upstreams[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+        u->verify = true;
+        u->pos = e->pos;
+        if (e->kind == NODE_MAP) {
+            walk_map(ld, e, ikey, cmd->sub, u, seen);
+            upstream_check(ld, e, ikey, u, cmd->sub, seen);
+        } else if (e->kind != NODE_BAD) {
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        }
+        for (size_t j = 0; u->name != NULL && j < i; j++) {
+            if (conf->upstreams[j].name != NULL && strcmp(conf->upstreams[j].name, u->name) == 0) {
+                char *nkey = cdn_xasprintf("%s.name", ikey);
+                conf_err(ld, seen_get(cmd->sub, seen, "name")->pos, nkey,
+                         "duplicate upstream name \"%s\" (also %s[%zu] at %d:%d)", u->name, key, j,
+                         conf->upstreams[j].pos.line, conf->upstreams[j].pos.col);
+                free(nkey);
+                break;
+            }
+        }
+        free(ikey);
+    }
+}
+
+/* After the walk (upstreams: may follow remap:): every "@upstream=NAME" names a profile. */
+static void resolve_remap_upstreams(struct loader *ld, struct cdn_conf *conf, char **names)
+{
+    for (size_t i = 0; i < conf->nremap; i++) {
+        if (names[i] == NULL)
+            continue;
+        size_t j = 0;
+        while (j < conf->nupstreams &&
+               (conf->upstreams[j].name == NULL || strcmp(conf->upstreams[j].name, names[i]) != 0))
+            j++;
+        if (j < conf->nupstreams) {
+            conf->remap[i].upstream = j + 1;
+        } else {
+            char *ikey = cdn_xasprintf("remap[%zu]", i);
+            struct shown sh;
+            show_bytes(sh.s, names[i], strlen(names[i]));
+            conf_err(ld, conf->remap[i].pos, ikey, "@upstream=%s: no such profile in upstreams:%s", sh.s,
+                     conf->nupstreams == 0 ? " (there is no upstreams: list)" : "");
+            free(ikey);
+        }
+    }
 }
 
 /* ---- loading ---- */
@@ -1557,6 +1653,8 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     walk_map(&ld, root, "", top_cmds, conf, seen);
     if (conf->sni_yaml != NULL)
         load_sni_yaml(&ld, conf); /* after the inline rules, whatever the key order */
+    if (ld.remap_upstream != NULL)
+        resolve_remap_upstreams(&ld, conf, ld.remap_upstream);
     if (conf->via == NULL)
         conf->via = cdn_xstrdup("cdn-node");
     struct cdn_conf_identity *id = &conf->identity;
@@ -1575,6 +1673,9 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
 out:
     node_free(root);
     free(buf);
+    for (size_t i = 0; ld.remap_upstream != NULL && conf != NULL && i < conf->nremap; i++)
+        free(ld.remap_upstream[i]);
+    free(ld.remap_upstream);
     if (ret == 0) {
         *out = conf;
     } else {
@@ -1585,6 +1686,17 @@ out:
     }
     free(ld.err);
     return ret;
+}
+
+static void upstream_free(struct cdn_conf_upstream *u)
+{
+    free(u->name);
+    free(u->address);
+    free(u->client_certificate);
+    free(u->client_key);
+    free(u->ca_file);
+    free(u->crl_file);
+    free(u->server_name);
 }
 
 void cdn_conf_free(struct cdn_conf **confp)
@@ -1615,11 +1727,10 @@ void cdn_conf_free(struct cdn_conf **confp)
     for (size_t i = 0; i < conf->cache.nignore_params; i++)
         free(conf->cache.ignore_params[i]);
     free(conf->cache.ignore_params);
-    free(conf->upstream.address);
-    free(conf->upstream.client_certificate);
-    free(conf->upstream.client_key);
-    free(conf->upstream.ca_file);
-    free(conf->upstream.server_name);
+    upstream_free(&conf->upstream);
+    for (size_t i = 0; i < conf->nupstreams; i++)
+        upstream_free(&conf->upstreams[i]);
+    free(conf->upstreams);
     free(conf->log.error);
     free(conf->log.access);
     for (size_t i = 0; i < conf->nsni; i++) {

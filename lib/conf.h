@@ -69,7 +69,8 @@ struct cdn_conf_sni_rule {
 };
 
 struct cdn_conf_upstream {
-    char *address;            /* optional "host:port": connect here instead of the remap target (a parent) */
+    char *name;    /* upstreams[] profiles only (what "@upstream=NAME" selects); NULL for upstream: */
+    char *address; /* optional "host:port": connect here instead of the remap target (a parent) */
     char *client_certificate; /* PEM presented to a TLS upstream */
     char *client_key;
     char *ca_file;     /* CA bundle to verify the upstream; NULL = system default store */
@@ -77,11 +78,13 @@ struct cdn_conf_upstream {
     int verify_policy; /* enum cdn_verify_policy (ATS verify_server_policy); default ENFORCED */
     int verify_properties; /* enum cdn_verify_properties (ATS verify_server_properties); default ALL */
     char *server_name;     /* SNI and name to verify; default the remap target's host */
+    char *crl_file;        /* PEM CRLs checked on the upstream's whole chain; NULL = no revocation check */
     struct cdn_conf_pos pos;
 };
 
 struct cdn_conf_remap_rule {
     char *from, *to; /* URLs from "map FROM TO" */
+    size_t upstream; /* "@upstream=NAME": 1 + its index in cdn_conf.upstreams; 0 = the node's upstream: */
     struct cdn_conf_pos pos;
 };
 
@@ -142,7 +145,9 @@ struct cdn_conf {
     size_t nlisteners;
     struct cdn_conf_remap_rule *remap;
     size_t nremap;
-    struct cdn_conf_upstream upstream;
+    struct cdn_conf_upstream upstream;   /* the node default for TLS upstreams */
+    struct cdn_conf_upstream *upstreams; /* named profiles, chosen per remap rule */
+    size_t nupstreams;
     struct cdn_conf_timeouts timeouts;
     struct cdn_conf_limits limits;
     struct cdn_conf_log log;

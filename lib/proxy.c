@@ -318,7 +318,8 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
 {
     const struct cdn_remap_rule *rule = s->rule;
     const struct cdn_server *srv = s->w->srv;
-    const struct cdn_conf_upstream *uc = &srv->conf->upstream;
+    const struct cdn_conf_upstream *uc = cdn_remap_upstream(proxy_conf(s), rule); /* "@upstream=NAME" */
+    SSL_CTX *up_ctx = rule->upstream > 0 ? srv->profile_ctx[rule->upstream - 1] : srv->upstream_ctx;
     const char *host = rule->to.host;
     uint16_t port = rule->to.port;
     char *ovr_host = NULL;
@@ -338,8 +339,9 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     free(s->up_name);
     free(s->up_key);
     s->up_name = cdn_xasprintf("%s:%u", host, port);
-    s->up_key =
-        cdn_xasprintf("%c|%s|%u|%s", rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "");
+    /* the profile is part of the key: a conn made with one client certificate never serves another */
+    s->up_key = cdn_xasprintf("%c|%s|%u|%s|%zu", rule->to.tls ? 's' : 'p', host, port,
+                              rule->to.tls ? tls_name : "", rule->upstream);
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
@@ -349,7 +351,7 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
         send_upstream_request(s);
     } else {
         proxy_count(s, CDN_STAT_upstream_conns_opened);
-        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? srv->upstream_ctx : NULL, tls_name,
+        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? up_ctx : NULL, tls_name,
                                  cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
@@ -779,7 +781,8 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     char why[320];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
-        if (c->ssl != NULL && proxy_conf(s)->upstream.verify_policy == CDN_VERIFY_PERMISSIVE &&
+        if (c->ssl != NULL &&
+            cdn_remap_upstream(proxy_conf(s), s->rule)->verify_policy == CDN_VERIFY_PERMISSIVE &&
             SSL_get_verify_result(c->ssl) != X509_V_OK) { /* PERMISSIVE let it through */
             proxy_count(s, CDN_STAT_upstream_errors_tls);
             cdn_log(CDN_LOG_WARN,

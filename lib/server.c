@@ -195,6 +195,36 @@ static int check_material(const struct cdn_server *s, char **err)
     return check_one(s, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, "upstream ca_file", err);
 }
 
+/* The client context of every named upstream profile (upstreams:), judged like upstream:'s files. */
+static int build_profiles(struct cdn_server *s, const struct cdn_conf *conf, char **err)
+{
+    s->profile_ctx = cdn_xcalloc(conf->nupstreams ? conf->nupstreams : 1, sizeof(*s->profile_ctx));
+    s->nprofiles = conf->nupstreams;
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        const struct cdn_conf_upstream *u = &conf->upstreams[i];
+        char *e = NULL, *what = cdn_xasprintf("upstreams[%zu] (%s) client_certificate", i, u->name);
+        int rc = check_one(s, CDN_CERTCHECK_KIND_CLIENT, u->client_certificate, true, &u->pos, what, err);
+        free(what);
+        what = cdn_xasprintf("upstreams[%zu] (%s) ca_file", i, u->name);
+        if (rc == 0)
+            rc = check_one(s, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, what, err);
+        free(what);
+        if (rc != 0)
+            return -1;
+        s->profile_ctx[i] = cdn_tls_client_ctx_new(u, &e);
+        if (s->profile_ctx[i] == NULL) {
+            *err = cdn_xasprintf("%s:%d:%d: upstreams[%zu] (%s): %s", conf->path, u->pos.line, u->pos.col, i,
+                                 u->name, e);
+            free(e);
+            return -1;
+        }
+        add_expiry_series(s, "client", u->client_certificate);
+        add_expiry_series(s, "ca", u->ca_file);
+        add_expiry_series(s, "crl", u->crl_file);
+    }
+    return 0;
+}
+
 static bool remap_needs_tls(const struct cdn_remap *r)
 {
     for (size_t i = 0; i < r->nrules; i++) {
@@ -291,6 +321,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
     if (remap_needs_tls(s->remap)) {
         add_expiry_series(s, "client", conf->upstream.client_certificate);
         add_expiry_series(s, "ca", conf->upstream.ca_file);
+        add_expiry_series(s, "crl", conf->upstream.crl_file);
     }
     if (remap_needs_tls(s->remap)) {
         char *e = NULL;
@@ -302,7 +333,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
             return -1;
         }
     }
-    if (check_material(s, err) != 0)
+    if (check_material(s, err) != 0 || build_profiles(s, conf, err) != 0)
         return -1;
     return 0;
 }
@@ -730,6 +761,9 @@ void cdn_server_dispose(struct cdn_server *s)
     for (size_t i = 0; s->listeners != NULL && i < s->nlisteners; i++)
         SSL_CTX_free(s->listeners[i].ctx);
     SSL_CTX_free(s->upstream_ctx);
+    for (size_t i = 0; i < s->nprofiles; i++)
+        SSL_CTX_free(s->profile_ctx[i]);
+    free(s->profile_ctx);
     cache_store_close(&s->store); /* every session (hit, fill) is gone by now */
     free(s->cache_name);
     cdn_stats_extra_dispose(&s->cert_series);

@@ -68,6 +68,8 @@ struct cdn_server {
     struct cdn_server_policy policy;
     struct cdn_remap *remap;
     SSL_CTX *upstream_ctx; /* client context for TLS upstreams */
+    SSL_CTX **profile_ctx; /* one per conf->upstreams[] profile (remap "@upstream=NAME") */
+    size_t nprofiles;
     struct cdn_listener_rt *listeners;
     size_t nlisteners;
     unsigned nworkers;

@@ -280,6 +280,33 @@ void cdn_tls_server_ctx_log_only(SSL_CTX *ctx)
                        SSL_CTX_get_verify_callback(ctx));
 }
 
+/* Adds the CRLs of path to ctx's store and turns revocation checking on (every certificate of the chain
+ * when chain, else the leaf). 0, or -1 + *err. */
+static int load_crls(SSL_CTX *ctx, const char *path, bool chain, char **err)
+{
+    BIO *bio = BIO_new_file(path, "r");
+    if (bio == NULL) {
+        *err = file_error("cannot read CRL file", path);
+        return -1;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_CRL *crl;
+    int n = 0;
+    while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+        X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl);
+        n++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    if (n == 0) {
+        *err = cdn_xasprintf("CRL file %s: no PEM CRL in it", path);
+        return -1;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | (chain ? X509_V_FLAG_CRL_CHECK_ALL : 0));
+    return 0;
+}
+
 int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
 {
     pthread_once(&policy_once, policy_index_init);
@@ -297,28 +324,7 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
         SSL_CTX_set_client_CA_list(ctx, sk_X509_NAME_new_null());
     if (l->crl_file == NULL)
         return 0;
-    BIO *bio = BIO_new_file(l->crl_file, "r");
-    if (bio == NULL) {
-        *err = file_error("cannot read CRL file", l->crl_file);
-        return -1;
-    }
-    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    X509_CRL *crl;
-    int n = 0;
-    while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
-        X509_STORE_add_crl(store, crl);
-        X509_CRL_free(crl);
-        n++;
-    }
-    ERR_clear_error();
-    BIO_free(bio);
-    if (n == 0) {
-        *err = cdn_xasprintf("CRL file %s: no PEM CRL in it", l->crl_file);
-        return -1;
-    }
-    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK |
-                                    (l->crl_check == CDN_CRL_CHAIN ? X509_V_FLAG_CRL_CHECK_ALL : 0));
-    return 0;
+    return load_crls(ctx, l->crl_file, l->crl_check == CDN_CRL_CHAIN, err);
 }
 
 void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx)
@@ -357,6 +363,9 @@ SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
         *err = file_error("cannot load the system CA store for", "upstream");
         goto fail;
     }
+    /* the upstream's whole chain: a revoked intermediate is as bad as a revoked leaf */
+    if (u->crl_file != NULL && load_crls(ctx, u->crl_file, true, err) != 0)
+        goto fail;
     pthread_once(&policy_once, policy_index_init);
     uintptr_t flags = (u->verify_policy == CDN_VERIFY_PERMISSIVE ? POLICY_PERMISSIVE : 0) |
                       (u->verify_properties == CDN_VERIFY_NAME ? POLICY_NAME_ONLY : 0);

@@ -606,10 +606,9 @@ START_TEST(test_remap_syntax)
                        "  - [map, a, b]\n"
                        "  -\n"
                        "  - map http://c/ http://d/\n");
-    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO\" (3 words), got \"map http://a/\"");
+    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO [@upstream=NAME]\", got \"map http://a/\"");
     ck_assert_line(e, "4:5: remap[1]: unsupported rule type \"redirect\" (only \"map\" is supported)");
-    ck_assert_line(
-        e, "5:5: remap[2]: expected \"map FROM TO\" (3 words), got \"map http://a/ http://b/ extra\"");
+    ck_assert_line(e, "5:5: remap[2]: unknown option \"extra\" (the only one is @upstream=NAME)");
     ck_assert_line(e, "6:5: remap[3]: expected a string \"map FROM TO\", got a sequence");
     ck_assert_line(e, "7:4: remap[4]: expected a string \"map FROM TO\", got an empty value");
     ck_assert_uint_eq(count_lines(e), 5);
@@ -1119,6 +1118,73 @@ START_TEST(test_sni_yaml)
 }
 END_TEST
 
+START_TEST(test_upstream_profiles)
+{
+    struct cdn_conf *c = load_ok("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                                 "remap:\n"
+                                 "  - map http://a/ https://b/ @upstream=p2\n"
+                                 "  - map http://c/ https://d/\n"
+                                 "  - map http://e/ https://f/ @upstream=p1\n"
+                                 "upstream:\n"
+                                 "  crl_file: default.crl\n"
+                                 "upstreams:\n"
+                                 "  - name: p1\n"
+                                 "    client_certificate: p1.crt\n"
+                                 "    client_key: p1.key\n"
+                                 "    verify: false\n"
+                                 "  - name: p2\n"
+                                 "    crl_file: /crl/p2.crl\n"
+                                 "    verify_server_policy: PERMISSIVE\n"
+                                 "    server_name: origin.example\n");
+    ck_assert_uint_eq(c->nupstreams, 2);
+    ck_assert_str_eq(c->upstreams[0].name, "p1");
+    ck_assert_ptr_nonnull(strstr(c->upstreams[0].client_certificate, "/p1.crt"));
+    ck_assert_int_eq(c->upstreams[0].verify_policy, CDN_VERIFY_DISABLED);
+    ck_assert(!c->upstreams[0].verify);
+    ck_assert_str_eq(c->upstreams[1].crl_file, "/crl/p2.crl");
+    ck_assert_int_eq(c->upstreams[1].verify_policy, CDN_VERIFY_PERMISSIVE);
+    ck_assert(c->upstreams[1].verify);
+    ck_assert_ptr_nonnull(strstr(c->upstream.crl_file, "/default.crl"));
+    ck_assert_ptr_null(c->upstream.name);
+    ck_assert_uint_eq(c->remap[0].upstream, 2); /* 1 + index */
+    ck_assert_uint_eq(c->remap[1].upstream, 0); /* upstream: */
+    ck_assert_uint_eq(c->remap[2].upstream, 1);
+    struct cdn_remap *r = NULL;
+    char *err = NULL;
+    ck_assert_msg(cdn_remap_new(c, &r, &err) == 0, "%s", err);
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[0]), &c->upstreams[1]);
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[1]), &c->upstream);
+    cdn_remap_free(&r);
+    cdn_conf_free(&c);
+
+    char *e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                       "remap:\n"
+                       "  - map http://a/ https://b/ @upstream=nope\n"
+                       "  - map http://a/ https://b/ @upstream=\n"
+                       "upstreams:\n"
+                       "  - name: p1\n"
+                       "    client_certificate: p1.crt\n"
+                       "  - name: p1\n"
+                       "  - crl_file: x.crl\n"
+                       "upstream:\n"
+                       "  name: default\n");
+    ck_assert_line(e, "3:5: remap[0]: @upstream=nope: no such profile in upstreams:");
+    ck_assert_line(e, "4:5: remap[1]: unknown option \"@upstream=\" (the only one is @upstream=NAME)");
+    ck_assert_line(e, "6:5: upstreams[0].client_key: missing required key (client_certificate is given)");
+    ck_assert_line(e, "8:11: upstreams[1].name: duplicate upstream name \"p1\" (also upstreams[0] at 6:5)");
+    ck_assert_line(e, "9:5: upstreams[2].name: missing required key");
+    ck_assert_line(e, "11:3: upstream.name: unknown key");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
+    e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                 "remap:\n"
+                 "  - map http://a/ https://b/ @upstream=p\n");
+    ck_assert_line(e,
+                   "3:5: remap[0]: @upstream=p: no such profile in upstreams: (there is no upstreams: list)");
+    free(e);
+}
+END_TEST
+
 START_TEST(test_cache_block)
 {
     struct cdn_conf *c = load_ok(min_yaml);
@@ -1214,6 +1280,7 @@ Suite *suite_conf(void)
     tcase_add_test(tc, test_pins_and_log_only);
     tcase_add_test(tc, test_identity_and_tls_log);
     tcase_add_test(tc, test_sni_yaml);
+    tcase_add_test(tc, test_upstream_profiles);
     suite_add_tcase(s, tc);
     return s;
 }
