@@ -221,11 +221,12 @@ static void log_line(SSL *ssl, unsigned long long conn_id, const char *peer, int
     char sn[300];
     snprintf(sn, sizeof(sn), "%s", sni != NULL ? sni : "-");
     sanitize(sn);
-    cdn_log_tls_failure("conn=%llu peer=%s sni=%s rule=%s client_auth=%s: %s: reason=%s detail=\"%s\" "
-                        "subject=\"%s\" sha256=%s",
+    cdn_log_tls_failure("conn=%llu peer=%s sni=%s rule=%s client_auth=%s: %s: reason=%s alert=\"%s\" "
+                        "detail=\"%s\" subject=\"%s\" sha256=%s",
                         conn_id, peer != NULL ? peer : "-", sn,
                         cdn_sni_rule_name(cdn_sni_of(ssl), rule, sizeof(rule)), level_name(level), what,
-                        cdn_stats_tls_failure_name(reason), d, subject, fp);
+                        cdn_stats_tls_failure_name(reason), cdn_tls_alert_name(v != NULL ? v->alert : -1), d,
+                        subject, fp);
 }
 
 bool cdn_ident_handshake_done(struct cdn_stats *st, SSL *ssl, unsigned long long conn_id, const char *peer)

@@ -281,6 +281,11 @@ void cdn_log_access(const char *fmt, ...)
     pthread_mutex_unlock(&q_mu);
 }
 
+bool cdn_log_tls_failures_separate(void)
+{
+    return tls_fd >= 0;
+}
+
 void cdn_log_tls_failure(const char *fmt, ...)
 {
     char line[2048];

@@ -191,15 +191,17 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 /* One line per handshake we refuse with a fatal alert, naming the rule it was refused under. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl))
+    cdn_tls_note_alert(ssl, where, ret);
+    /* with log.tls_failures the structured line there carries the alert; this one would be a second */
+    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl) ||
+        cdn_log_tls_failures_separate())
         return;
     const struct cdn_sni_policy *p = cdn_sni_of(ssl);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char rb[300];
     cdn_log(CDN_LOG_INFO, "tls: sni=%s rule=%s verify_client=%s: handshake refused: alert %s",
             sni != NULL ? sni : "-", cdn_sni_rule_name(p, rb, sizeof(rb)),
-            p != NULL ? level_name(p->level) : "-",
-            (ret & 0xff) == 116 ? "certificate required" : SSL_alert_desc_string_long(ret));
+            p != NULL ? level_name(p->level) : "-", cdn_tls_alert_name(ret & 0xff));
 }
 
 const struct cdn_sni_policy *cdn_sni_of(const SSL *ssl)

@@ -119,6 +119,7 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
         return NULL;
     }
     common_setup(ctx);
+    SSL_CTX_set_info_callback(ctx, cdn_tls_note_alert); /* lib/sni.c replaces it with one that also logs */
     SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (use_cert_and_key(ctx, cert, key, err) != 0)
@@ -186,10 +187,30 @@ static struct cdn_tls_verdict *verdict_of(SSL *ssl)
     struct cdn_tls_verdict *v = SSL_get_ex_data(ssl, verdict_index);
     if (v == NULL) {
         v = cdn_xcalloc(1, sizeof(*v));
+        v->alert = -1;
         SSL_set_ex_data(ssl, verdict_index, v);
     }
     return v;
 }
+
+void cdn_tls_note_alert(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl))
+        return;
+    pthread_once(&policy_once, policy_index_init);
+    struct cdn_tls_verdict *v = verdict_of((SSL *)ssl); /* ex data only: the SSL itself is not changed */
+    if (v->alert < 0)
+        v->alert = ret & 0xff;
+}
+
+const char *cdn_tls_alert_name(int alert)
+{
+    if (alert < 0)
+        return "-";
+    /* certificate_required (116, TLS 1.3) is newer than OpenSSL 3.0's name table */
+    return alert == 116 ? "certificate required" : SSL_alert_desc_string_long(alert);
+}
+
 
 const struct cdn_tls_verdict *cdn_tls_verdict_of(const SSL *ssl)
 {
@@ -312,8 +333,14 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
     pthread_once(&policy_once, policy_index_init);
     uintptr_t flags = l->crl_expired == CDN_CRL_EXPIRED_WARN ? POLICY_CRL_EXPIRED_WARN : 0;
     SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
-    if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE)
+    if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE) {
+        if (l->allowed_sans.n > 0 || l->allowed_fingerprints.n > 0) {
+            /* e.g. client_auth left to the edge role's default, none: the pins would pin nothing */
+            *err = cdn_xasprintf("allowed_sans/allowed_fingerprints need client_auth request or require");
+            return -1;
+        }
         return 0;
+    }
     struct cdn_pins *pins = cdn_pins_new(l->allowed_sans.v, l->allowed_sans.n, l->allowed_fingerprints.v,
                                          l->allowed_fingerprints.n);
     if (pins != NULL)

@@ -34,8 +34,15 @@ struct cdn_tls_verdict {
     X509 *offered;          /* the client's leaf, also when it was refused (the session has none then) */
     long refused;           /* log_only: the X509_V_ERR_* that would have refused it; X509_V_OK if none */
     const char *pin_reason; /* a pin mismatch (X509_V_ERR_APPLICATION_VERIFICATION): why; static */
+    int alert;              /* the fatal alert the server sent (SSL_AD_*), -1 if none */
 };
 const struct cdn_tls_verdict *cdn_tls_verdict_of(const SSL *ssl);
+
+/* For a server context's info callback (where, ret as OpenSSL passes them): records a fatal alert the
+ * node sends during the handshake in the connection's verdict, for the failure log. */
+void cdn_tls_note_alert(const SSL *ssl, int where, int ret);
+/* The name of a recorded alert ("certificate required" ...), or "-" for none. */
+const char *cdn_tls_alert_name(int alert);
 /* Whether ssl runs under a log_only context (its SNI rule has log_only: true). */
 bool cdn_tls_log_only(const SSL *ssl);
 

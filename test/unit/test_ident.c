@@ -4,6 +4,7 @@
  * rule letting a refused certificate through), and that a pin refuses in the handshake with a named
  * reason (the pin_mismatch counter's X509_V_ERR_APPLICATION_VERIFICATION).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
@@ -195,6 +196,7 @@ START_TEST(test_pins_in_handshake)
     char why[200];
     cdn_tls_describe_error(s, why, sizeof(why));
     ck_assert_str_eq(why, "pin mismatch: no SAN in allowed_sans");
+    ck_assert_str_eq(cdn_tls_alert_name(cdn_tls_verdict_of(s)->alert), "handshake failure"); /* recorded */
     const struct cdn_tls_verdict *v = cdn_tls_verdict_of(s);
     ck_assert_ptr_nonnull(v);
     ck_assert_ptr_nonnull(v->offered); /* for the failure log, though the session has no peer */
@@ -216,6 +218,18 @@ START_TEST(test_pins_in_handshake)
     SSL_free(s);
     SSL_CTX_free(sctx);
     SSL_CTX_free(edge);
+
+    /* pins where no certificate is asked for would pin nothing: refused */
+    struct cdn_conf_listener l3 = l2;
+    l3.client_auth = CDN_CLIENT_AUTH_NONE;
+    char *err = NULL;
+    sctx = cdn_tls_server_ctx_new(fixture_pki_path("regional.crt"), fixture_pki_path("regional.key"),
+                                  CDN_CLIENT_AUTH_NONE, NULL, &err);
+    ck_assert_ptr_nonnull(sctx);
+    ck_assert_int_eq(cdn_tls_server_ctx_policy(sctx, &l3, &err), -1);
+    ck_assert_str_eq(err, "allowed_sans/allowed_fingerprints need client_auth request or require");
+    free(err);
+    SSL_CTX_free(sctx);
 }
 END_TEST
 
