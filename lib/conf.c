@@ -76,9 +76,10 @@ enum conf_type {
 };
 
 #define CMD_REQUIRED 0x1u
-#define CMD_POS      0x2u /* store the value's position at pos_offset */
-#define CMD_DASH     0x4u /* CT_PATH: "-" is kept as is (stdout/stderr) */
-#define CMD_SEQ      0x8u /* a sequence of cmd->sub maps (for cdn_conf_keys) */
+#define CMD_POS      0x2u  /* store the value's position at pos_offset */
+#define CMD_DASH     0x4u  /* CT_PATH: "-" is kept as is (stdout/stderr) */
+#define CMD_SEQ      0x8u  /* a sequence of cmd->sub maps (for cdn_conf_keys) */
+#define CMD_NULL     0x10u /* CT_CUSTOM: the handler also runs for a null value */
 
 struct conf_cmd;
 typedef void conf_handler(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
@@ -210,9 +211,9 @@ static const struct conf_cmd sni_cmds[] = {
 
 /* An ATS sni.yaml rule (sni_yaml): ATS's names for what we support, our own keys whose meaning ATS
  * would not contradict, and ATS keys we do not support, refused by name rather than as "unknown". */
-#define ATS_REFUSED(k)                                         \
-    {                                                          \
-        .key = k, .type = CT_CUSTOM, .handler = refuse_ats_key \
+#define ATS_REFUSED(k)                                                            \
+    {                                                                             \
+        .key = k, .type = CT_CUSTOM, .flags = CMD_NULL, .handler = refuse_ats_key \
     }
 static const struct conf_cmd ats_sni_cmds[] = {
     {.key = "fqdn",
@@ -1100,7 +1101,9 @@ static void walk_map(struct loader *ld, const struct node *map, const char *path
             conf_err(ld, k->pos, key, "duplicate key (first at %d:%d)", first[c].line, first[c].col);
         } else {
             first[c] = k->pos;
-            if (is_null(v)) {
+            if (is_null(v) && (cmds[c].flags & CMD_NULL)) {
+                set_value(ld, &cmds[c], v, key, base);
+            } else if (is_null(v)) {
                 if (cmds[c].flags & CMD_REQUIRED)
                     conf_err(ld, v->pos, key, "a value is required");
             } else if (v->kind != NODE_BAD) {

@@ -1066,7 +1066,8 @@ START_TEST(test_sni_yaml)
                                      "    valid_tls_versions_in: [TLSv1_2]\n"
                                      "    host_sni_policy: PERMISSIVE\n"
                                      "    ssl_cert_name: b.pem\n"
-                                     "    frobnicate: 1\n");
+                                     "    frobnicate: 1\n"
+                                     "    ip_allow:\n");
     char *path = write_file("c.yaml", TLS_LISTENER "sni_yaml: ats/sni.yaml\n"
                                                    "sni:\n"
                                                    "  - fqdn: inline.example\n");
@@ -1092,6 +1093,9 @@ START_TEST(test_sni_yaml)
     free(line);
     line = cdn_xasprintf("%s:9:5: sni[1].frobnicate: unknown key", ats);
     ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    line = cdn_xasprintf("%s:10:14: sni[1].ip_allow: ATS sni.yaml key \"ip_allow\" is not supported", ats);
+    ck_assert_msg(strstr(err, line) != NULL, "a refused key without a value: %s", err);
     free(line);
     free(err);
 
