@@ -23,6 +23,7 @@ workers: 1
 admin: {port: 0}
 log:
   tls_failures: tls.log
+  access: access.log
 listeners:
   - name: require
     address: 127.0.0.1
@@ -176,6 +177,20 @@ for row in $ROWS; do
     done
 done
 
+# the same refusals seen by openssl s_client: an alert, never an HTTP answer
+for row in $ROWS; do
+    cert=${row%%:*}
+    reason=${row#*:}
+    [ -n "$reason" ] || continue
+    args=()
+    [ "$cert" = - ] || args=(-cert "$M/$cert.crt" -key "$M/$cert.key")
+    out=$(printf 'GET /hello HTTP/1.1\r\nHost: strict.example\r\nConnection: close\r\n\r\n' |
+        OPENSSL_CONF=$T/client-seclevel0.cnf timeout 10 openssl s_client -connect "127.0.0.1:$P_REQUIRE" \
+            -servername strict.example "${args[@]}" -ign_eof 2>&1 || true)
+    assert_contains "$out" "alert" "s_client, cert $cert, SNI strict.example"
+    assert_not_contains "$out" "HTTP/1.1 " "s_client, cert $cert, SNI strict.example"
+done
+
 # mismatched key: curl itself refuses to use it after connecting, so the node sees a connection closed
 # before its ClientHello (reason other)
 for col in $COLS; do
@@ -244,6 +259,15 @@ assert_contains "$seen" "Client-Cert-SHA256: $(fp_of "$M/good.crt")" "origin hea
 assert_eq "$(lo)" $((n0 + 4)) "client_certificates{result=log_only}"
 grep -q "rule='logonly.example' client_auth=require: TLS handshake let through (log_only): reason=unknown_ca" \
     "$T/tls.log" || fail "no log_only line in the TLS-failure log: $(tail -n 3 "$T/tls.log")"
+for ((i = 0; i < 50; i++)); do # the access log has a writer thread
+    grep -q '"GET logonly.example/headers HTTP/1.1" 200 .* sni=logonly.example .* cert=FAILED:pin_mismatch$' \
+        "$T/access.log" && break
+    sleep 0.1
+done
+grep -q '"GET logonly.example/headers HTTP/1.1" 200 .* cert=FAILED:pin_mismatch$' "$T/access.log" ||
+    fail "no cert=FAILED:pin_mismatch in the access log: $(grep logonly "$T/access.log" | head -n 3)"
+grep -q '"GET logonly.example/headers HTTP/1.1" 200 .* cert=SUCCESS$' "$T/access.log" ||
+    fail "no cert=SUCCESS in the access log: $(grep logonly "$T/access.log" | head -n 3)"
 
 # the TLS-failure log: a structured line per refusal, subject and fingerprint; no key material, and
 # nothing of it in the error log
