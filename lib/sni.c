@@ -239,7 +239,7 @@ int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size
 
 static const char *rule_src(const struct cdn_conf_sni_rule *r, const struct cdn_conf *conf)
 {
-    return r->src != NULL ? r->src : conf->path;
+    return r->src != NULL ? r->src : conf->path != NULL ? conf->path : "-";
 }
 
 /* Judges a rule's own file like the listener's (lib/certcheck.h): errors refuse the config, warnings
@@ -313,6 +313,10 @@ int cdn_sni_attach(SSL_CTX *ctx, const struct cdn_conf *conf, const struct cdn_c
             rl.allowed_fingerprints = (struct cdn_conf_strlist){0};
         } else if (has_pins(&lc->allowed_sans, &lc->allowed_fingerprints)) {
             pins = lc;
+        }
+        if (level == CDN_CLIENT_AUTH_NONE) { /* nothing asked for: nothing to pin */
+            rl.allowed_sans = (struct cdn_conf_strlist){0};
+            rl.allowed_fingerprints = (struct cdn_conf_strlist){0};
         }
         fill_policy(p, level, &rl, pins);
         p->log_only = r->log_only;
