@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
@@ -133,29 +134,48 @@ static void append_header(struct cdn_buf *b, const char *name, const char *value
     cdn_buf_append(b, "\r\n", 2);
 }
 
-/* RFC 9440 2.3: the chain the leaf was verified with, leaf excluded, each as an sf-binary. */
-static void append_chain(SSL *ssl, struct cdn_buf *b)
+/* A resumed session was not verified again, so OpenSSL has no verified chain for it: build it again
+ * from the leaf, what the client sent and the context's trust store. NULL if that fails now. */
+static STACK_OF(X509) * rebuild_chain(SSL *ssl, X509 *leaf)
 {
-    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
-    if (chain == NULL || sk_X509_num(chain) < 2)
-        return;
-    cdn_buf_append(b, "Client-Cert-Chain: ", 19);
-    for (int i = 1; i < sk_X509_num(chain); i++) {
-        unsigned char *der = NULL;
-        int n = i2d_X509(sk_X509_value(chain, i), &der);
-        if (n <= 0)
-            continue;
-        char *b64 = cdn_xmalloc(4 * (((size_t)n + 2) / 3) + 1);
-        int k = EVP_EncodeBlock((unsigned char *)b64, der, n);
-        if (i > 1)
-            cdn_buf_append(b, ", ", 2);
-        cdn_buf_append(b, ":", 1);
-        cdn_buf_append(b, b64, (size_t)k);
-        cdn_buf_append(b, ":", 1);
-        free(b64);
-        OPENSSL_free(der);
+    STACK_OF(X509) *chain = NULL;
+    X509_STORE_CTX *x = X509_STORE_CTX_new();
+    if (x != NULL &&
+        X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), leaf,
+                            SSL_get_peer_cert_chain(ssl)) == 1 &&
+        X509_verify_cert(x) == 1)
+        chain = X509_STORE_CTX_get1_chain(x);
+    X509_STORE_CTX_free(x);
+    ERR_clear_error();
+    return chain;
+}
+
+/* RFC 9440 2.3: the chain the leaf was verified with, leaf excluded, each as an sf-binary. */
+static void append_chain(SSL *ssl, X509 *leaf, struct cdn_buf *b)
+{
+    STACK_OF(X509) *owned = NULL, *chain = SSL_get0_verified_chain(ssl);
+    if (chain == NULL)
+        chain = owned = rebuild_chain(ssl, leaf);
+    if (chain != NULL && sk_X509_num(chain) >= 2) {
+        cdn_buf_append(b, "Client-Cert-Chain: ", 19);
+        for (int i = 1; i < sk_X509_num(chain); i++) { /* 0 is the leaf */
+            unsigned char *der = NULL;
+            int n = i2d_X509(sk_X509_value(chain, i), &der);
+            if (n <= 0)
+                continue;
+            char *b64 = cdn_xmalloc(4 * (((size_t)n + 2) / 3) + 1);
+            int k = EVP_EncodeBlock((unsigned char *)b64, der, n);
+            if (i > 1)
+                cdn_buf_append(b, ", ", 2);
+            cdn_buf_append(b, ":", 1);
+            cdn_buf_append(b, b64, (size_t)k);
+            cdn_buf_append(b, ":", 1);
+            free(b64);
+            OPENSSL_free(der);
+        }
+        cdn_buf_append(b, "\r\n", 2);
     }
-    cdn_buf_append(b, "\r\n", 2);
+    sk_X509_pop_free(owned, X509_free);
 }
 
 void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_buf *b)
@@ -171,7 +191,7 @@ void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_b
     if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
         return; /* nothing about a certificate that was not verified */
     if (id->client_cert_chain)
-        append_chain(ssl, b);
+        append_chain(ssl, x, b);
     if (!id->headers)
         return;
     char *v = cdn_xmalloc(IDENT_VALUE_MAX);

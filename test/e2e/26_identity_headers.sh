@@ -48,6 +48,17 @@ assert_contains "$out" "Client-Cert-Issuer: $issuer" "issuer header"
 assert_contains "$out" "X-Edge-Fp: $fp" "fingerprint header (renamed)"
 assert_contains "$out" "Client-Cert-Status: SUCCESS" "status header"
 assert_not_contains "$out" "Client-Cert-SHA256" "the default fingerprint name once renamed"
+# a resumed TLS session (no verification this time) still gets the chain
+req="GET /headers HTTP/1.1\r\nHost: $REGIONAL_HOST\r\nConnection: close\r\n\r\n"
+for v in -tls1_3 -tls1_2; do
+    printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$rp" -servername "$REGIONAL_HOST" \
+        -CAfile "$PKI/ca.crt" "${EDGE_CERT[@]/--/-}" -sess_out "$T/sess$v.pem" $v -ign_eof >/dev/null 2>&1 || true
+    out=$(printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$rp" -servername "$REGIONAL_HOST" \
+        -CAfile "$PKI/ca.crt" "${EDGE_CERT[@]/--/-}" -sess_in "$T/sess$v.pem" $v -ign_eof 2>&1 | tr -d '\r' || true)
+    assert_contains "$out" "Reused," "second connection resumed ($v)"
+    assert_contains "$out" "Client-Cert-Chain: :$want_ca:" "Client-Cert-Chain on a resumed session ($v)"
+    assert_contains "$out" "X-Edge-Subject: $subject" "subject on a resumed session ($v)"
+done
 # without a certificate (client_auth request): no identity, status NONE, spoofs still dropped
 out=$(seen) || fail "curl without a certificate: exit $?"
 assert_not_contains "$out" "spoofed" "origin headers (no certificate)"
