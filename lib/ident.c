@@ -108,6 +108,10 @@ enum cdn_stat cdn_ident_log_only_reason(SSL *ssl)
     const struct cdn_tls_verdict *v = cdn_tls_verdict_of(ssl);
     if (v != NULL && v->refused != X509_V_OK)
         return cdn_stats_tls_failure(v->refused, 0, false);
+    /* a resumed session is not verified again; its session keeps the result of the first time */
+    if (SSL_session_reused(ssl) && SSL_get0_peer_certificate(ssl) != NULL &&
+        SSL_get_verify_result(ssl) != X509_V_OK)
+        return cdn_stats_tls_failure(SSL_get_verify_result(ssl), 0, false);
     const struct cdn_sni_policy *p = cdn_sni_of(ssl);
     if (SSL_get0_peer_certificate(ssl) == NULL && p != NULL && p->level == CDN_CLIENT_AUTH_REQUIRE)
         return CDN_STAT_tls_failed_no_certificate;
@@ -258,11 +262,12 @@ bool cdn_ident_handshake_done(struct cdn_stats *st, SSL *ssl, unsigned long long
     const struct cdn_sni_policy *p = cdn_sni_of(ssl);
     const struct cdn_tls_verdict *v = cdn_tls_verdict_of(ssl);
     char detail[300];
-    if (v != NULL && v->pin_reason != NULL)
+    long vr = v != NULL && v->refused != X509_V_OK ? v->refused : SSL_get_verify_result(ssl);
+    if (vr == X509_V_ERR_APPLICATION_VERIFICATION && v != NULL && v->pin_reason != NULL)
         snprintf(detail, sizeof(detail), "pin mismatch: %s", v->pin_reason);
-    else if (v != NULL && v->refused != X509_V_OK)
-        snprintf(detail, sizeof(detail), "certificate verify failed: %s",
-                 X509_verify_cert_error_string(v->refused));
+    else if (vr != X509_V_OK && SSL_get0_peer_certificate(ssl) != NULL)
+        snprintf(detail, sizeof(detail), "certificate verify failed: %s%s", X509_verify_cert_error_string(vr),
+                 SSL_session_reused(ssl) ? " (resumed session)" : "");
     else
         snprintf(detail, sizeof(detail), "no certificate");
     log_line(ssl, conn_id, peer, p != NULL ? p->level : CDN_CLIENT_AUTH_REQUIRE,

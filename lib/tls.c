@@ -263,6 +263,8 @@ static int verify_client_cb(int ok, X509_STORE_CTX *x)
     if (!ok && (flags & POLICY_LOG_ONLY)) {
         if (v->refused == X509_V_OK)
             v->refused = X509_STORE_CTX_get_error(x);
+        /* the first refusal is the one reported, now and in the session (resumptions read it there) */
+        X509_STORE_CTX_set_error(x, (int)v->refused);
         return 1;
     }
     return ok;

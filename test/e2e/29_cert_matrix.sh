@@ -257,8 +257,21 @@ assert_contains "$seen" "Client-Cert-Subject: CN=edge-1" "origin headers (log_on
 assert_contains "$seen" "Client-Cert-SANs: DNS:edge-1.edges.example" "origin headers (log_only, good)"
 assert_contains "$seen" "Client-Cert-SHA256: $(fp_of "$M/good.crt")" "origin headers (log_only, good)"
 assert_eq "$(lo)" $((n0 + 4)) "client_certificates{result=log_only}"
+# a resumed session keeps its mark (it is not verified again)
+req='GET /headers HTTP/1.1\r\nHost: logonly.example\r\nConnection: close\r\n\r\n'
+for v in -tls1_3 -tls1_2; do
+    printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$P_REQUIRE" -servername logonly.example \
+        -cert "$M/other.crt" -key "$M/other.key" -sess_out "$T/lo$v.pem" $v -ign_eof >/dev/null 2>&1 || true
+    out=$(printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$P_REQUIRE" -servername logonly.example \
+        -cert "$M/other.crt" -key "$M/other.key" -sess_in "$T/lo$v.pem" $v -ign_eof 2>&1 | tr -d '\r' || true)
+    assert_contains "$out" "Reused," "log_only session resumed ($v)"
+    assert_contains "$out" "Client-Cert-Status: FAILED:unknown_ca" "origin headers, resumed log_only session ($v)"
+done
 grep -q "rule='logonly.example' client_auth=require: TLS handshake let through (log_only): reason=unknown_ca" \
     "$T/tls.log" || fail "no log_only line in the TLS-failure log: $(tail -n 3 "$T/tls.log")"
+# the first refusal is the one reported (expired, though it is not pinned either)
+grep -q 'let through (log_only): reason=expired alert="-" detail="certificate verify failed: certificate has expired" subject="CN=edge-7"' \
+    "$T/tls.log" || fail "no log_only line for the expired certificate: $(grep edge-7 "$T/tls.log" | tail -n 2)"
 for ((i = 0; i < 50; i++)); do # the access log has a writer thread
     grep -q '"GET logonly.example/headers HTTP/1.1" 200 .* sni=logonly.example .* cert=FAILED:pin_mismatch$' \
         "$T/access.log" && break
