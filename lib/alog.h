@@ -13,24 +13,25 @@
 
 #include "lib/buf.h"
 
-#define CDN_ALOG_VARS(X)                                                                             \
-    X(peer, "client address:port")                                                                   \
-    X(conn, "connection id (also in error log lines)")                                               \
-    X(sni, "server name the client sent in its TLS ClientHello")                                     \
-    X(tls, "TLS version of the client connection")                                                   \
-    X(method, "request method")                                                                      \
-    X(host, "Host header")                                                                           \
-    X(path, "request target (path and query) as received")                                           \
-    X(protocol, "HTTP/1.1 or HTTP/1.0")                                                              \
-    X(status, "response status")                                                                     \
-    X(bytes, "response body bytes sent")                                                             \
-    X(duration_ms, "milliseconds from the request's first byte to its last response byte")           \
-    X(cache, "cache outcome: hit, stale, revalidated, collapsed, miss, uncacheable or - (no cache)") \
-    X(upstream, "host:port the request was forwarded to, - when answered here")                      \
-    X(client_subject, "subject of the verified client certificate (RFC 2253)")                       \
-    X(client_fingerprint, "SHA-256 of the client certificate (hex)")                                 \
-    X(generation, "configuration generation the connection was accepted under")                      \
-    X(user_agent, "User-Agent header")                                                               \
+#define CDN_ALOG_VARS(X)                                                                                    \
+    X(peer, "client address:port")                                                                          \
+    X(conn, "connection id (also in error log lines)")                                                      \
+    X(sni, "server name the client sent in its TLS ClientHello")                                            \
+    X(tls, "TLS version of the client connection")                                                          \
+    X(method, "request method")                                                                             \
+    X(host, "Host header")                                                                                  \
+    X(path, "request target (path and query) as received")                                                  \
+    X(protocol, "HTTP/1.1 or HTTP/1.0")                                                                     \
+    X(status, "response status")                                                                            \
+    X(bytes, "response body bytes sent")                                                                    \
+    X(duration_ms, "milliseconds from the request's first byte to its last response byte")                  \
+    X(cache, "cache outcome: hit, stale, revalidated, collapsed, miss, uncacheable or - (no cache)")        \
+    X(upstream, "host:port the request was forwarded to, - when answered here")                             \
+    X(client_subject, "subject of the verified client certificate (RFC 2253)")                              \
+    X(client_fingerprint, "SHA-256 of the client certificate (hex)")                                        \
+    X(client_cert_status, "SUCCESS, NONE, or FAILED:reason (a log_only rule let a refused client through)") \
+    X(generation, "configuration generation the connection was accepted under")                             \
+    X(user_agent, "User-Agent header")                                                                      \
     X(referer, "Referer header")
 
 enum cdn_alog_var {
@@ -43,7 +44,8 @@ enum cdn_alog_var {
 /* The default format: every field the operations guide promises. */
 #define CDN_ALOG_DEFAULT                                                                                  \
     "$peer \"$method $path $protocol\" $status $bytes ${duration_ms}ms cache=$cache host=$host sni=$sni " \
-    "tls=$tls up=$upstream client=\"$client_subject\" client_sha256=$client_fingerprint"
+    "tls=$tls up=$upstream client=\"$client_subject\" client_sha256=$client_fingerprint "                 \
+    "cert=$client_cert_status"
 
 struct cdn_alog;
 

@@ -25,6 +25,7 @@
 
 #include "lib/alog.h"
 #include "lib/conf.h"
+#include "lib/pin.h"
 #include "lib/util.h"
 
 #define CONF_MAX_DEPTH     64                  /* the real format needs 3 levels */
@@ -32,7 +33,7 @@
 #define CONF_MAX_FILE_SIZE (16u * 1024 * 1024) /* a config is a few KiB; refuse anything absurd */
 #define CONF_MAX_LISTENERS 128
 #define CONF_MAX_NAME      64 /* listener names and the Via pseudonym */
-#define CONF_MAX_CMDS      48
+#define CONF_MAX_CMDS      48 /* keys in one table (the sni_yaml table names many ATS keys) */
 #define CONF_SHOW_MAX      48 /* bytes of a value or key quoted in a message */
 
 enum node_kind { NODE_SCALAR, NODE_MAP, NODE_SEQ, NODE_BAD /* an alias, already reported */ };
@@ -53,8 +54,9 @@ struct conf_msg {
 };
 
 struct loader {
-    const char *file; /* the config path as given, for messages and for relative paths */
-    char *err;        /* the final text; problems found while walking are in msgs until then */
+    const char *file;      /* the config path as given, for messages and for relative paths */
+    char **remap_upstream; /* "@upstream=NAME" of each remap rule until resolved; NULL entries = none */
+    char *err;             /* the final text; problems found while walking are in msgs until then */
     struct conf_msg msgs[CONF_MAX_ERRORS];
     unsigned nerr; /* may exceed CONF_MAX_ERRORS: only the first ones are kept */
 };
@@ -70,13 +72,15 @@ enum conf_type {
     CT_MSEC,   /* uint64_t milliseconds, > 0 */
     CT_SIZE,   /* uint64_t bytes in min..max */
     CT_MAP,    /* a nested struct at offset, keys from cmd->sub */
+    CT_LIST,   /* struct cdn_conf_strlist: a sequence of strings, each checked by cmd->check */
     CT_CUSTOM, /* cmd->handler does everything */
 };
 
 #define CMD_REQUIRED 0x1u
-#define CMD_POS      0x2u /* store the value's position at pos_offset */
-#define CMD_DASH     0x4u /* CT_PATH: "-" is kept as is (stdout/stderr) */
-#define CMD_SEQ      0x8u /* a sequence of cmd->sub maps (for cdn_conf_keys) */
+#define CMD_POS      0x2u  /* store the value's position at pos_offset */
+#define CMD_DASH     0x4u  /* CT_PATH: "-" is kept as is (stdout/stderr) */
+#define CMD_SEQ      0x8u  /* a sequence of cmd->sub maps (for cdn_conf_keys) */
+#define CMD_NULL     0x10u /* CT_CUSTOM: the handler also runs for a null value */
 
 struct conf_cmd;
 typedef void conf_handler(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
@@ -105,9 +109,11 @@ struct conf_cmd {
     size_t pos_offset;             /* CMD_POS */
 };
 
-static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni;
+static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni, refuse_ats_key,
+    set_upstreams;
 static conf_post listener_post, upstream_post, admin_post;
-static conf_check check_alog, check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn;
+static conf_check check_alog, check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn,
+    check_san, check_fingerprint;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
                                                      {"request", CDN_CLIENT_AUTH_REQUEST},
@@ -134,7 +140,9 @@ static const struct conf_enum host_sni_policy_enums[] = {
 static const struct conf_enum log_level_enums[] = {
     {"error", CDN_LOG_ERROR}, {"warn", CDN_LOG_WARN}, {"info", CDN_LOG_INFO}, {"debug", CDN_LOG_DEBUG}, {0}};
 
-#define L(f) offsetof(struct cdn_conf_listener, f)
+#define L(f)     offsetof(struct cdn_conf_listener, f)
+#define SAN_WHAT "a subjectAltName value (DNS name, \"*.\" and a domain, URI, email or IP address)"
+#define FP_WHAT  "a SHA-256 fingerprint (64 hex digits, ':' between pairs allowed)"
 static const struct conf_cmd listener_cmds[] = {
     {.key = "name",
      .type = CT_STR,
@@ -163,6 +171,12 @@ static const struct conf_cmd listener_cmds[] = {
     {.key = "crl_file", .type = CT_PATH, .offset = L(crl_file)},
     {.key = "crl_check", .type = CT_ENUM, .offset = L(crl_check), .enums = crl_check_enums},
     {.key = "crl_expired", .type = CT_ENUM, .offset = L(crl_expired), .enums = crl_expired_enums},
+    {.key = "allowed_sans", .type = CT_LIST, .offset = L(allowed_sans), .check = check_san, .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = L(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
     {0}};
 #undef L
 
@@ -183,11 +197,89 @@ static const struct conf_cmd sni_cmds[] = {
     {.key = "certificate", .type = CT_PATH, .offset = SN(certificate)},
     {.key = "key", .type = CT_PATH, .offset = SN(key)},
     {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
+    {.key = "allowed_sans",
+     .type = CT_LIST,
+     .offset = SN(allowed_sans),
+     .check = check_san,
+     .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = SN(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
+    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
     {0}};
+
+/* An ATS sni.yaml rule (sni_yaml): ATS's names for what we support, our own keys whose meaning ATS
+ * would not contradict, and ATS keys we do not support, refused by name rather than as "unknown". */
+#define ATS_REFUSED(k)                                                            \
+    {                                                                             \
+        .key = k, .type = CT_CUSTOM, .flags = CMD_NULL, .handler = refuse_ats_key \
+    }
+static const struct conf_cmd ats_sni_cmds[] = {
+    {.key = "fqdn",
+     .type = CT_STR,
+     .offset = SN(fqdn),
+     .flags = CMD_REQUIRED,
+     .check = check_fqdn,
+     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},
+    {.key = "verify_client", .type = CT_ENUM, .offset = SN(verify_client), .enums = verify_client_enums},
+    {.key = "verify_client_ca_certs",
+     .type = CT_PATH,
+     .offset = SN(ca_file),
+     .flags = CMD_POS,
+     .pos_offset = SN(ca_file_pos)},
+    {.key = "ssl_cert_name", .type = CT_PATH, .offset = SN(certificate)},
+    {.key = "ssl_key_name", .type = CT_PATH, .offset = SN(key)},
+    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
+    {.key = "allowed_sans",
+     .type = CT_LIST,
+     .offset = SN(allowed_sans),
+     .check = check_san,
+     .what = SAN_WHAT},
+    {.key = "allowed_fingerprints",
+     .type = CT_LIST,
+     .offset = SN(allowed_fingerprints),
+     .check = check_fingerprint,
+     .what = FP_WHAT},
+    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
+    ATS_REFUSED("ip_allow"),
+    ATS_REFUSED("tunnel_route"),
+    ATS_REFUSED("forward_route"),
+    ATS_REFUSED("partial_blind_route"),
+    ATS_REFUSED("tunnel_alpn"),
+    ATS_REFUSED("tunnel_prewarm"),
+    ATS_REFUSED("valid_tls_versions_in"),
+    ATS_REFUSED("valid_tls_version_min_in"),
+    ATS_REFUSED("valid_tls_version_max_in"),
+    ATS_REFUSED("host_sni_policy"),
+    ATS_REFUSED("http2"),
+    ATS_REFUSED("http2_buffer_water_mark"),
+    ATS_REFUSED("quic"),
+    ATS_REFUSED("client_cert"),
+    ATS_REFUSED("client_key"),
+    ATS_REFUSED("client_sni_policy"),
+    ATS_REFUSED("verify_server_policy"),
+    ATS_REFUSED("verify_server_properties"),
+    ATS_REFUSED("verify_origin_server"),
+    ATS_REFUSED("ssl_ticket_enabled"),
+    ATS_REFUSED("ssl_ticket_number"),
+    ATS_REFUSED("server_max_early_data"),
+    ATS_REFUSED("ssl_ca_name"),
+    ATS_REFUSED("ssl_key_dialog"),
+    {0}};
+#undef ATS_REFUSED
 #undef SN
 
 #define U(f) offsetof(struct cdn_conf_upstream, f)
-static const struct conf_cmd upstream_cmds[] = {
+/* a named profile (upstreams[]); upstream: (the node default) has the same keys but the name */
+static const struct conf_cmd upstream_profile_cmds[] = {
+    {.key = "name",
+     .type = CT_STR,
+     .offset = U(name),
+     .flags = CMD_REQUIRED,
+     .check = check_name,
+     .what = "a name of letters, digits, '.', '_' or '-' (at most 64)"},
     {.key = "address",
      .type = CT_STR,
      .offset = U(address),
@@ -196,6 +288,7 @@ static const struct conf_cmd upstream_cmds[] = {
     {.key = "client_certificate", .type = CT_PATH, .offset = U(client_certificate)},
     {.key = "client_key", .type = CT_PATH, .offset = U(client_key)},
     {.key = "ca_file", .type = CT_PATH, .offset = U(ca_file)},
+    {.key = "crl_file", .type = CT_PATH, .offset = U(crl_file)},
     {.key = "verify", .type = CT_BOOL, .offset = U(verify)},
     {.key = "verify_server_policy",
      .type = CT_ENUM,
@@ -211,6 +304,7 @@ static const struct conf_cmd upstream_cmds[] = {
      .check = check_hostname,
      .what = "a host name"},
     {0}};
+#define upstream_cmds (upstream_profile_cmds + 1)
 #undef U
 
 #define T(f) offsetof(struct cdn_conf_timeouts, f)
@@ -247,6 +341,7 @@ static const struct conf_cmd log_cmds[] = {
      .check = check_alog,
      .what = "text with known $variables (docs/CONFIG.md, log.access_format); $$ for a dollar sign"},
     {.key = "level", .type = CT_ENUM, .offset = LOG(level), .enums = log_level_enums},
+    {.key = "tls_failures", .type = CT_PATH, .offset = LOG(tls_failures), .flags = CMD_DASH},
     {0}};
 #undef LOG
 
@@ -268,6 +363,23 @@ static const struct conf_cmd cache_cmds[] = {
      .what = "a sequence of query parameter names"},
     {0}};
 #undef CA
+
+#define ID(f) offsetof(struct cdn_conf_identity, f)
+#define HEADER_NAME(k, f)                                                                                  \
+    {                                                                                                      \
+        .key = k, .type = CT_STR, .offset = ID(f), .check = check_token, .what = "a header name (a token)" \
+    }
+static const struct conf_cmd identity_cmds[] = {
+    {.key = "client_cert_chain", .type = CT_BOOL, .offset = ID(client_cert_chain)},
+    {.key = "headers", .type = CT_BOOL, .offset = ID(headers)},
+    HEADER_NAME("subject_header", subject_header),
+    HEADER_NAME("issuer_header", issuer_header),
+    HEADER_NAME("sans_header", sans_header),
+    HEADER_NAME("fingerprint_header", fingerprint_header),
+    HEADER_NAME("status_header", status_header),
+    {0}};
+#undef HEADER_NAME
+#undef ID
 
 #define AD(f) offsetof(struct cdn_conf_admin, f)
 static const struct conf_cmd admin_cmds[] = {
@@ -321,6 +433,12 @@ static const struct conf_cmd top_cmds[] = {
      .flags = CMD_POS,
      .pos_offset = C(user_pos)},
     {.key = "group", .type = CT_STR, .offset = C(group), .check = check_name, .what = "a group name"},
+    {.key = "sni_yaml",
+     .type = CT_PATH,
+     .offset = C(sni_yaml),
+     .flags = CMD_POS,
+     .pos_offset = C(sni_yaml_pos)},
+    {.key = "identity", .type = CT_MAP, .offset = C(identity), .sub = identity_cmds},
     {.key = "remap",
      .type = CT_CUSTOM,
      .handler = set_remap,
@@ -332,6 +450,12 @@ static const struct conf_cmd top_cmds[] = {
      .post = upstream_post,
      .flags = CMD_POS,
      .pos_offset = C(upstream.pos)},
+    {.key = "upstreams",
+     .type = CT_CUSTOM,
+     .handler = set_upstreams,
+     .sub = upstream_profile_cmds,
+     .flags = CMD_SEQ,
+     .what = "a sequence of upstream profile maps"},
     {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
     {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
     {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
@@ -692,6 +816,17 @@ static bool check_fqdn(const char *s)
     return check_dns_name(s, n) && s[0] != '.' && s[n - 1] != '.' && strstr(s, "..") == NULL;
 }
 
+static bool check_san(const char *s)
+{
+    return cdn_pin_valid_san(s);
+}
+
+static bool check_fingerprint(const char *s)
+{
+    unsigned char fp[CDN_PIN_SHA256_LEN];
+    return cdn_pin_parse_fingerprint(s, fp) == 0;
+}
+
 static bool check_hostport(const char *s)
 {
     const char *colon;
@@ -795,6 +930,7 @@ static const char *expect(const struct conf_cmd *cmd, char *buf, size_t size)
     case CT_PATH:
         return (cmd->flags & CMD_DASH) ? "a file path or \"-\"" : "a file path";
     case CT_STR:
+    case CT_LIST:
     case CT_CUSTOM:
         break;
     }
@@ -832,6 +968,40 @@ static void sub_err(struct loader *ld, struct cdn_conf_pos pos, const char *path
 static void walk_map(struct loader *ld, const struct node *map, const char *path, const struct conf_cmd *cmds,
                      void *base, const struct node **seen);
 
+/* A sequence of non-empty strings, each passing cmd->check; every bad element is reported. */
+static void set_list(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                     struct cdn_conf_strlist *out)
+{
+    struct shown sh;
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected a sequence, each %s; got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    out->v = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        if (e->kind == NODE_BAD)
+            continue;
+        if (e->kind != NODE_SCALAR || is_null(e) || memchr(e->str, '\0', e->len) != NULL ||
+            (cmd->check != NULL && !cmd->check(e->str))) {
+            char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+            conf_err(ld, e->pos, ikey, "expected %s, got %s", cmd->what, describe(e, &sh));
+            free(ikey);
+            continue;
+        }
+        out->v[out->n++] = cdn_xstrdup(e->str);
+    }
+}
+
+static void strlist_free(struct cdn_conf_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
 static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
                       void *base)
 {
@@ -855,6 +1025,10 @@ static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struc
         walk_map(ld, v, key, cmd->sub, field, seen);
         if (cmd->post != NULL)
             cmd->post(ld, v, key, field, seen);
+        return;
+    }
+    if (cmd->type == CT_LIST) {
+        set_list(ld, cmd, v, key, (struct cdn_conf_strlist *)(void *)field);
         return;
     }
     if (v->kind != NODE_SCALAR || memchr(v->str, '\0', v->len) != NULL)
@@ -911,6 +1085,7 @@ static void set_value(struct loader *ld, const struct conf_cmd *cmd, const struc
         *(uint64_t *)field = u;
         break;
     case CT_MAP:
+    case CT_LIST:
     case CT_CUSTOM:
         break;
     }
@@ -958,7 +1133,9 @@ static void walk_map(struct loader *ld, const struct node *map, const char *path
             conf_err(ld, k->pos, key, "duplicate key (first at %d:%d)", first[c].line, first[c].col);
         } else {
             first[c] = k->pos;
-            if (is_null(v)) {
+            if (is_null(v) && (cmds[c].flags & CMD_NULL)) {
+                set_value(ld, &cmds[c], v, key, base);
+            } else if (is_null(v)) {
                 if (cmds[c].flags & CMD_REQUIRED)
                     conf_err(ld, v->pos, key, "a value is required");
             } else if (v->kind != NODE_BAD) {
@@ -1009,8 +1186,9 @@ static void listener_post(struct loader *ld, const struct node *map, const char 
                           const struct node *const *seen)
 {
     struct cdn_conf_listener *l = base;
-    static const char *const tls_only[] = {"certificate",   "key",      "ca_file",   "verify_depth",
-                                           "send_ca_names", "crl_file", "crl_check", "crl_expired"};
+    static const char *const tls_only[] = {
+        "certificate", "key",       "ca_file",     "verify_depth", "send_ca_names",
+        "crl_file",    "crl_check", "crl_expired", "allowed_sans", "allowed_fingerprints"};
 
     if (l->tls) {
         /* A present but invalid value was reported already. */
@@ -1033,6 +1211,15 @@ static void listener_post(struct loader *ld, const struct node *map, const char 
         else if (seen_get(listener_cmds, seen, "ca_file") == NULL)
             sub_err(ld, l->client_auth_pos, key, "client_auth",
                     "client certificates need ca_file (the CA that issues them)");
+    }
+    if (l->client_auth == CDN_CLIENT_AUTH_NONE && l->tls) {
+        const struct node *pv = seen_get(listener_cmds, seen, "allowed_sans");
+        if (pv == NULL)
+            pv = seen_get(listener_cmds, seen, "allowed_fingerprints");
+        if (pv != NULL)
+            conf_err(ld, pv->pos, key,
+                     "allowed_sans/allowed_fingerprints pin client certificates; "
+                     "client_auth none asks for none");
     }
 }
 
@@ -1152,9 +1339,10 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
     }
     conf->remap = cdn_xcalloc(v->nitems, sizeof(*conf->remap));
     conf->nremap = v->nitems;
+    ld->remap_upstream = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
     for (size_t i = 0; i < v->nitems; i++) {
         const struct node *e = v->items[i];
-        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[3];
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[4];
         size_t n;
 
         conf->remap[i].pos = e->pos;
@@ -1165,15 +1353,20 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
             goto next;
         }
         copy = cdn_xstrdup(e->str);
-        n = split_words(copy, w, 3);
+        n = split_words(copy, w, 4);
         if (n >= 1 && strcmp(w[0], "map") != 0) {
             show_bytes(sh.s, w[0], strlen(w[0]));
             conf_err(ld, e->pos, ikey, "unsupported rule type \"%s\" (only \"map\" is supported)", sh.s);
-        } else if (n != 3) {
-            conf_err(ld, e->pos, ikey, "expected \"map FROM TO\" (3 words), got %s", describe(e, &sh));
+        } else if (n == 4 && (strncmp(w[3], "@upstream=", 10) != 0 || w[3][10] == '\0')) {
+            show_bytes(sh.s, w[3], strlen(w[3]));
+            conf_err(ld, e->pos, ikey, "unknown option \"%s\" (the only one is @upstream=NAME)", sh.s);
+        } else if (n != 3 && n != 4) {
+            conf_err(ld, e->pos, ikey, "expected \"map FROM TO [@upstream=NAME]\", got %s", describe(e, &sh));
         } else {
             conf->remap[i].from = cdn_xstrdup(w[1]);
             conf->remap[i].to = cdn_xstrdup(w[2]);
+            if (n == 4)
+                ld->remap_upstream[i] = cdn_xstrdup(w[3] + 10);
         }
     next:
         free(copy);
@@ -1183,46 +1376,61 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
 
 #define CONF_MAX_SNI 1024
 
-static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
-                    void *base)
+/* Appends the rules of the sequence v (an sni: list of our config, or of an ATS sni.yaml with its key
+ * names) to conf->sni; fqdns are unique over both. */
+static void add_sni_rules(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, struct cdn_conf *conf, const struct conf_cmd *cmds)
 {
-    struct cdn_conf *conf = base;
     struct shown sh;
 
     if (v->kind != NODE_SEQ) {
         conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
         return;
     }
-    if (v->nitems > CONF_MAX_SNI) {
-        conf_err(ld, v->pos, key, "too many rules (%zu, at most %d)", v->nitems, CONF_MAX_SNI);
+    if (conf->nsni + v->nitems > CONF_MAX_SNI) {
+        conf_err(ld, v->pos, key, "too many rules (%zu, at most %d)", conf->nsni + v->nitems, CONF_MAX_SNI);
         return;
     }
-    conf->sni = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->sni));
-    conf->nsni = v->nitems;
+    size_t base = conf->nsni;
+    const char *src = ld->file == conf->sni_yaml ? conf->sni_yaml : conf->path; /* owned by conf */
+    conf->sni = cdn_xrealloc(conf->sni, (base + v->nitems + 1) * sizeof(*conf->sni));
+    memset(conf->sni + base, 0, (v->nitems + 1) * sizeof(*conf->sni));
+    conf->nsni = base + v->nitems;
     for (size_t i = 0; i < v->nitems; i++) {
-        struct cdn_conf_sni_rule *r = &conf->sni[i];
+        struct cdn_conf_sni_rule *r = &conf->sni[base + i];
         const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
         char *ikey = cdn_xasprintf("%s[%zu]", key, i);
 
         r->verify_client = CDN_CLIENT_AUTH_UNSET;
         r->pos = e->pos;
+        r->src = src;
         if (e->kind == NODE_MAP) {
-            walk_map(ld, e, ikey, cmd->sub, r, seen);
-            if ((r->certificate == NULL) != (r->key == NULL))
-                sub_err(ld, e->pos, ikey, r->certificate == NULL ? "certificate" : "key",
-                        "certificate and key go together");
+            walk_map(ld, e, ikey, cmds, r, seen);
+            if ((r->certificate == NULL) != (r->key == NULL)) {
+                bool ats = cmds == ats_sni_cmds;
+                sub_err(ld, e->pos, ikey,
+                        r->certificate == NULL ? (ats ? "ssl_cert_name" : "certificate")
+                                               : (ats ? "ssl_key_name" : "key"),
+                        ats ? "ssl_cert_name and ssl_key_name go together"
+                            : "certificate and key go together");
+            }
         } else if (e->kind != NODE_BAD) {
             conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
         }
         if (r->fqdn != NULL) {
             for (char *p = r->fqdn; *p != '\0'; p++)
                 *p = (char)tolower((unsigned char)*p);
-            for (size_t j = 0; j < i; j++) {
+            for (size_t j = 0; j < base + i; j++) {
                 if (conf->sni[j].fqdn != NULL && strcmp(conf->sni[j].fqdn, r->fqdn) == 0) {
                     char *fkey = cdn_xasprintf("%s.fqdn", ikey);
-                    conf_err(ld, seen_get(sni_cmds, seen, "fqdn")->pos, fkey,
-                             "duplicate fqdn \"%s\" (also %s[%zu] at %d:%d)", r->fqdn, key, j,
-                             conf->sni[j].pos.line, conf->sni[j].pos.col);
+                    if (conf->sni[j].src == src)
+                        conf_err(ld, seen_get(cmds, seen, "fqdn")->pos, fkey,
+                                 "duplicate fqdn \"%s\" (also %s[%zu] at %d:%d)", r->fqdn, key, j - base,
+                                 conf->sni[j].pos.line, conf->sni[j].pos.col);
+                    else
+                        conf_err(ld, seen_get(cmds, seen, "fqdn")->pos, fkey,
+                                 "duplicate fqdn \"%s\" (also at %s:%d:%d)", r->fqdn, conf->sni[j].src,
+                                 conf->sni[j].pos.line, conf->sni[j].pos.col);
                     free(fkey);
                     break;
                 }
@@ -1252,16 +1460,36 @@ static void admin_post(struct loader *ld, const struct node *map, const char *ke
         sub_err(ld, map->pos, key, "ca_file", "missing required key (client_auth is not none)");
 }
 
-static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
-                          const struct node *const *seen)
+static void set_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                    void *base)
 {
-    struct cdn_conf_upstream *u = base;
-    if (u->client_certificate != NULL && seen_get(upstream_cmds, seen, "client_key") == NULL)
+    add_sni_rules(ld, cmd, v, key, base, cmd->sub);
+}
+
+static void set_ats_sni(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                        void *base)
+{
+    add_sni_rules(ld, cmd, v, key, base, ats_sni_cmds);
+}
+
+static void refuse_ats_key(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                           const char *key, void *base)
+{
+    conf_err(ld, v->pos, key, "ATS sni.yaml key \"%s\" is not supported by cdn-node (see docs/MTLS.md)",
+             cmd->key);
+}
+
+/* The cross-key rules of an upstream map (upstream: or one upstreams[] profile, per cmds). */
+static void upstream_check(struct loader *ld, const struct node *map, const char *key,
+                           struct cdn_conf_upstream *u, const struct conf_cmd *cmds,
+                           const struct node *const *seen)
+{
+    if (u->client_certificate != NULL && seen_get(cmds, seen, "client_key") == NULL)
         sub_err(ld, map->pos, key, "client_key", "missing required key (client_certificate is given)");
-    if (u->client_key != NULL && seen_get(upstream_cmds, seen, "client_certificate") == NULL)
+    if (u->client_key != NULL && seen_get(cmds, seen, "client_certificate") == NULL)
         sub_err(ld, map->pos, key, "client_certificate", "missing required key (client_key is given)");
-    const struct node *pv = seen_get(upstream_cmds, seen, "verify_server_policy");
-    if (pv != NULL && seen_get(upstream_cmds, seen, "verify") != NULL)
+    const struct node *pv = seen_get(cmds, seen, "verify_server_policy");
+    if (pv != NULL && seen_get(cmds, seen, "verify") != NULL)
         sub_err(ld, pv->pos, key, "verify_server_policy",
                 "give either verify or verify_server_policy, not both");
     else if (!u->verify)
@@ -1269,7 +1497,125 @@ static void upstream_post(struct loader *ld, const struct node *map, const char 
     u->verify = u->verify_policy != CDN_VERIFY_DISABLED;
 }
 
+static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
+                          const struct node *const *seen)
+{
+    upstream_check(ld, map, key, base, upstream_cmds, seen);
+}
+
+#define CONF_MAX_UPSTREAMS 256
+
+static void set_upstreams(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                          const char *key, void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems > CONF_MAX_UPSTREAMS) {
+        conf_err(ld, v->pos, key, "too many profiles (%zu, at most %d)", v->nitems, CONF_MAX_UPSTREAMS);
+        return;
+    }
+    conf->upstreams = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->upstreams));
+    conf->nupstreams = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_upstream *u = &conf->upstreams[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+        u->verify = true;
+        u->pos = e->pos;
+        if (e->kind == NODE_MAP) {
+            walk_map(ld, e, ikey, cmd->sub, u, seen);
+            upstream_check(ld, e, ikey, u, cmd->sub, seen);
+        } else if (e->kind != NODE_BAD) {
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        }
+        for (size_t j = 0; u->name != NULL && j < i; j++) {
+            if (conf->upstreams[j].name != NULL && strcmp(conf->upstreams[j].name, u->name) == 0) {
+                char *nkey = cdn_xasprintf("%s.name", ikey);
+                conf_err(ld, seen_get(cmd->sub, seen, "name")->pos, nkey,
+                         "duplicate upstream name \"%s\" (also %s[%zu] at %d:%d)", u->name, key, j,
+                         conf->upstreams[j].pos.line, conf->upstreams[j].pos.col);
+                free(nkey);
+                break;
+            }
+        }
+        free(ikey);
+    }
+}
+
+/* After the walk (upstreams: may follow remap:): every "@upstream=NAME" names a profile. */
+static void resolve_remap_upstreams(struct loader *ld, struct cdn_conf *conf, char **names)
+{
+    for (size_t i = 0; i < conf->nremap; i++) {
+        if (names[i] == NULL)
+            continue;
+        size_t j = 0;
+        while (j < conf->nupstreams &&
+               (conf->upstreams[j].name == NULL || strcmp(conf->upstreams[j].name, names[i]) != 0))
+            j++;
+        if (j < conf->nupstreams) {
+            conf->remap[i].upstream = j + 1;
+        } else {
+            char *ikey = cdn_xasprintf("remap[%zu]", i);
+            struct shown sh;
+            show_bytes(sh.s, names[i], strlen(names[i]));
+            conf_err(ld, conf->remap[i].pos, ikey, "@upstream=%s: no such profile in upstreams:%s", sh.s,
+                     conf->nupstreams == 0 ? " (there is no upstreams: list)" : "");
+            free(ikey);
+        }
+    }
+}
+
 /* ---- loading ---- */
+
+static int read_file(struct loader *ld, char **out, size_t *outlen);
+
+static const struct conf_cmd ats_top_cmds[] = {{.key = "sni",
+                                                .type = CT_CUSTOM,
+                                                .flags = CMD_REQUIRED,
+                                                .what = "a sequence of SNI rule maps",
+                                                .handler = set_ats_sni},
+                                               {0}};
+
+/* Reads the ATS sni.yaml named by conf->sni_yaml and appends its rules. Its messages carry its own
+ * name and positions, and its relative paths are resolved against its own folder (ld->file is swapped
+ * for the duration). */
+static void load_sni_yaml(struct loader *ld, struct cdn_conf *conf)
+{
+    const char *main_file = ld->file;
+    char *buf = NULL;
+    size_t len = 0;
+    struct node *root = NULL;
+    struct shown sh;
+
+    ld->file = conf->sni_yaml;
+    if (read_file(ld, &buf, &len) != 0) {
+        /* read_file wrote into ld->err; make it a positioned message of the main file instead */
+        char *why = ld->err;
+        ld->err = NULL;
+        ld->file = main_file;
+        conf_err(ld, conf->sni_yaml_pos, "sni_yaml", "%s", why);
+        free(why);
+        return;
+    }
+    if (parse_tree(ld, buf, len, &root) == 0) {
+        if (root == NULL || is_null(root) || root->kind != NODE_MAP) {
+            struct cdn_conf_pos pos = {1, 1};
+            conf_err(ld, root != NULL ? root->pos : pos, NULL,
+                     "an ATS sni.yaml is a map with an \"sni\" sequence, got %s",
+                     root != NULL ? describe(root, &sh) : "an empty file");
+        } else {
+            const struct node *seen[CONF_MAX_CMDS] = {0};
+            walk_map(ld, root, "", ats_top_cmds, conf, seen);
+        }
+    }
+    node_free(root);
+    free(buf);
+    ld->file = main_file;
+}
 
 static int read_file(struct loader *ld, char **out, size_t *outlen)
 {
@@ -1362,13 +1708,31 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->limits.max_headers = 100;
     conf->log.level = CDN_LOG_INFO;
     walk_map(&ld, root, "", top_cmds, conf, seen);
+    if (conf->sni_yaml != NULL)
+        load_sni_yaml(&ld, conf); /* after the inline rules, whatever the key order */
+    if (ld.remap_upstream != NULL)
+        resolve_remap_upstreams(&ld, conf, ld.remap_upstream);
     if (conf->via == NULL)
         conf->via = cdn_xstrdup("cdn-node");
+    struct cdn_conf_identity *id = &conf->identity;
+    if (id->subject_header == NULL)
+        id->subject_header = cdn_xstrdup("Client-Cert-Subject");
+    if (id->issuer_header == NULL)
+        id->issuer_header = cdn_xstrdup("Client-Cert-Issuer");
+    if (id->sans_header == NULL)
+        id->sans_header = cdn_xstrdup("Client-Cert-SANs");
+    if (id->fingerprint_header == NULL)
+        id->fingerprint_header = cdn_xstrdup("Client-Cert-SHA256");
+    if (id->status_header == NULL)
+        id->status_header = cdn_xstrdup("Client-Cert-Status");
     if (ld.nerr == 0)
         ret = 0;
 out:
     node_free(root);
     free(buf);
+    for (size_t i = 0; ld.remap_upstream != NULL && conf != NULL && i < conf->nremap; i++)
+        free(ld.remap_upstream[i]);
+    free(ld.remap_upstream);
     if (ret == 0) {
         *out = conf;
     } else {
@@ -1379,6 +1743,17 @@ out:
     }
     free(ld.err);
     return ret;
+}
+
+static void upstream_free(struct cdn_conf_upstream *u)
+{
+    free(u->name);
+    free(u->address);
+    free(u->client_certificate);
+    free(u->client_key);
+    free(u->ca_file);
+    free(u->crl_file);
+    free(u->server_name);
 }
 
 void cdn_conf_free(struct cdn_conf **confp)
@@ -1394,6 +1769,8 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(l->key);
         free(l->ca_file);
         free(l->crl_file);
+        strlist_free(&l->allowed_sans);
+        strlist_free(&l->allowed_fingerprints);
     }
     free(conf->listeners);
     for (size_t i = 0; i < conf->nremap; i++) {
@@ -1412,11 +1789,10 @@ void cdn_conf_free(struct cdn_conf **confp)
     for (size_t i = 0; i < conf->cache.nignore_params; i++)
         free(conf->cache.ignore_params[i]);
     free(conf->cache.ignore_params);
-    free(conf->upstream.address);
-    free(conf->upstream.client_certificate);
-    free(conf->upstream.client_key);
-    free(conf->upstream.ca_file);
-    free(conf->upstream.server_name);
+    upstream_free(&conf->upstream);
+    for (size_t i = 0; i < conf->nupstreams; i++)
+        upstream_free(&conf->upstreams[i]);
+    free(conf->upstreams);
     free(conf->log.error);
     free(conf->log.access);
     free(conf->log.access_format);
@@ -1426,7 +1802,16 @@ void cdn_conf_free(struct cdn_conf **confp)
         free(conf->sni[i].certificate);
         free(conf->sni[i].key);
         free(conf->sni[i].crl_file);
+        strlist_free(&conf->sni[i].allowed_sans);
+        strlist_free(&conf->sni[i].allowed_fingerprints);
     }
+    free(conf->sni_yaml);
+    free(conf->log.tls_failures);
+    free(conf->identity.subject_header);
+    free(conf->identity.issuer_header);
+    free(conf->identity.sans_header);
+    free(conf->identity.fingerprint_header);
+    free(conf->identity.status_header);
     free(conf->sni);
     free(conf->via);
     free(conf->path);

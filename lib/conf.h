@@ -24,6 +24,12 @@ enum cdn_crl_expired { CDN_CRL_EXPIRED_REJECT = 0, CDN_CRL_EXPIRED_WARN };
 enum cdn_host_sni_policy { CDN_HOST_SNI_ENFORCE = 0, CDN_HOST_SNI_PERMISSIVE }; /* ATS host_sni_policy */
 enum cdn_log_level { CDN_LOG_ERROR = 0, CDN_LOG_WARN, CDN_LOG_INFO, CDN_LOG_DEBUG };
 
+/* A sequence of strings (allowed_sans ...). */
+struct cdn_conf_strlist {
+    char **v;
+    size_t n;
+};
+
 /* Position of a YAML node, for diagnostics raised after loading (e.g. by a role). */
 struct cdn_conf_pos {
     int line, col; /* 1-based; 0 when the key was absent */
@@ -42,6 +48,8 @@ struct cdn_conf_listener {
     char *crl_file;          /* PEM CRLs checked for client certificates; NULL = no revocation check */
     int crl_check;           /* enum cdn_crl_check: leaf (default) or chain */
     int crl_expired;         /* enum cdn_crl_expired: reject (default) or warn */
+    struct cdn_conf_strlist allowed_sans;         /* client certificate pins (lib/pin.h); empty = none */
+    struct cdn_conf_strlist allowed_fingerprints; /* SHA-256 of the leaf's DER, validated hex */
     struct cdn_conf_pos pos, client_auth_pos;
 };
 
@@ -53,11 +61,16 @@ struct cdn_conf_sni_rule {
     char *ca_file;     /* verify_client_ca_certs; NULL = the listener's ca_file (and crl_file) */
     char *certificate, *key; /* per-SNI server certificate; NULL = the listener's */
     char *crl_file;          /* NULL = the listener's crl_file when ca_file is inherited, else none */
+    struct cdn_conf_strlist allowed_sans; /* both empty = the listener's pins when ca_file is inherited */
+    struct cdn_conf_strlist allowed_fingerprints;
+    bool log_only;   /* refusals are logged and counted, the client is let through (Akamai "deny disabled") */
+    const char *src; /* the file the rule came from (the config or sni_yaml), for messages; borrowed */
     struct cdn_conf_pos pos, ca_file_pos;
 };
 
 struct cdn_conf_upstream {
-    char *address;            /* optional "host:port": connect here instead of the remap target (a parent) */
+    char *name;    /* upstreams[] profiles only (what "@upstream=NAME" selects); NULL for upstream: */
+    char *address; /* optional "host:port": connect here instead of the remap target (a parent) */
     char *client_certificate; /* PEM presented to a TLS upstream */
     char *client_key;
     char *ca_file;     /* CA bundle to verify the upstream; NULL = system default store */
@@ -65,11 +78,13 @@ struct cdn_conf_upstream {
     int verify_policy; /* enum cdn_verify_policy (ATS verify_server_policy); default ENFORCED */
     int verify_properties; /* enum cdn_verify_properties (ATS verify_server_properties); default ALL */
     char *server_name;     /* SNI and name to verify; default the remap target's host */
+    char *crl_file;        /* PEM CRLs checked on the upstream's whole chain; NULL = no revocation check */
     struct cdn_conf_pos pos;
 };
 
 struct cdn_conf_remap_rule {
     char *from, *to; /* URLs from "map FROM TO" */
+    size_t upstream; /* "@upstream=NAME": 1 + its index in cdn_conf.upstreams; 0 = the node's upstream: */
     struct cdn_conf_pos pos;
 };
 
@@ -94,6 +109,15 @@ struct cdn_conf_log {
     char *access;        /* path, or NULL for no access log, "-" for stdout */
     char *access_format; /* lib/alog.h syntax; NULL = CDN_ALOG_DEFAULT */
     int level;           /* enum cdn_log_level; default info */
+    char *tls_failures;  /* path of the refused-handshake log; NULL = those lines go to the error log */
+};
+
+/* Identity headers to the upstream (lib/ident.h). Every name here, Client-Cert and Client-Cert-Chain
+ * are removed from client requests whether or not anything is added. */
+struct cdn_conf_identity {
+    bool client_cert_chain; /* add RFC 9440 Client-Cert-Chain; default false */
+    bool headers;           /* add the five headers below; default false */
+    char *subject_header, *issuer_header, *sans_header, *fingerprint_header, *status_header;
 };
 
 struct cdn_conf_admin {
@@ -125,7 +149,9 @@ struct cdn_conf {
     size_t nlisteners;
     struct cdn_conf_remap_rule *remap;
     size_t nremap;
-    struct cdn_conf_upstream upstream;
+    struct cdn_conf_upstream upstream;   /* the node default for TLS upstreams */
+    struct cdn_conf_upstream *upstreams; /* named profiles, chosen per remap rule */
+    size_t nupstreams;
     struct cdn_conf_timeouts timeouts;
     struct cdn_conf_limits limits;
     struct cdn_conf_log log;
@@ -139,6 +165,9 @@ struct cdn_conf {
     uint64_t watch_interval_ms; /* how often watched files are read; default 1s */
     char *user, *group;         /* privileges dropped to after binding; NULL = stay */
     struct cdn_conf_pos user_pos;
+    char *sni_yaml; /* an ATS sni.yaml whose rules follow the inline sni: ones; NULL = none */
+    struct cdn_conf_pos sni_yaml_pos;
+    struct cdn_conf_identity identity;
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).

@@ -106,6 +106,36 @@ static int check_material(const struct cdn_gen *g, char **err)
     return check_one(g, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, "upstream ca_file", err);
 }
 
+/* The client context of every named upstream profile (upstreams:), judged like upstream:'s files. */
+static int build_profiles(struct cdn_gen *g, const struct cdn_conf *conf, char **err)
+{
+    g->profile_ctx = cdn_xcalloc(conf->nupstreams ? conf->nupstreams : 1, sizeof(*g->profile_ctx));
+    g->nprofiles = conf->nupstreams;
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        const struct cdn_conf_upstream *u = &conf->upstreams[i];
+        char *e = NULL, *what = cdn_xasprintf("upstreams[%zu] (%s) client_certificate", i, u->name);
+        int rc = check_one(g, CDN_CERTCHECK_KIND_CLIENT, u->client_certificate, true, &u->pos, what, err);
+        free(what);
+        what = cdn_xasprintf("upstreams[%zu] (%s) ca_file", i, u->name);
+        if (rc == 0)
+            rc = check_one(g, CDN_CERTCHECK_KIND_CA, u->ca_file, false, &u->pos, what, err);
+        free(what);
+        if (rc != 0)
+            return -1;
+        g->profile_ctx[i] = cdn_tls_client_ctx_new(u, &e);
+        if (g->profile_ctx[i] == NULL) {
+            *err = cdn_xasprintf("%s:%d:%d: upstreams[%zu] (%s): %s", conf->path, u->pos.line, u->pos.col, i,
+                                 u->name, e);
+            free(e);
+            return -1;
+        }
+        add_expiry_series(g, "client", u->client_certificate);
+        add_expiry_series(g, "ca", u->ca_file);
+        add_expiry_series(g, "crl", u->crl_file);
+    }
+    return 0;
+}
+
 static bool remap_needs_tls(const struct cdn_remap *r)
 {
     for (size_t i = 0; i < r->nrules; i++) {
@@ -120,6 +150,9 @@ static void gen_free(struct cdn_gen *g)
     for (size_t i = 0; g->listeners != NULL && i < g->nlisteners; i++)
         SSL_CTX_free(g->listeners[i].ctx);
     SSL_CTX_free(g->upstream_ctx);
+    for (size_t i = 0; i < g->nprofiles; i++)
+        SSL_CTX_free(g->profile_ctx[i]);
+    free(g->profile_ctx);
     free(g->listeners);
     free(g->cache_name);
     free(g->via);
@@ -235,6 +268,7 @@ static int build(struct cdn_gen *g, char **err)
     if (remap_needs_tls(g->remap)) {
         add_expiry_series(g, "client", conf->upstream.client_certificate);
         add_expiry_series(g, "ca", conf->upstream.ca_file);
+        add_expiry_series(g, "crl", conf->upstream.crl_file);
         char *e = NULL;
         g->upstream_ctx = cdn_tls_client_ctx_new(&conf->upstream, &e);
         if (g->upstream_ctx == NULL) {
@@ -244,7 +278,7 @@ static int build(struct cdn_gen *g, char **err)
             return -1;
         }
     }
-    return check_material(g, err);
+    return check_material(g, err) != 0 || build_profiles(g, conf, err) != 0 ? -1 : 0;
 }
 
 int cdn_gen_new(struct cdn_conf **conf, const struct cdn_server_policy *policy, struct cdn_gen **out,
@@ -322,8 +356,9 @@ int cdn_gen_compatible(const struct cdn_gen *cur, const struct cdn_gen *next, ch
         differs(err, "user/group");
     if (!str_eq(a->cache.path, b->cache.path) || a->cache.size != b->cache.size)
         differs(err, "cache.path/size");
-    if (!str_eq(a->log.error, b->log.error) || !str_eq(a->log.access, b->log.access))
-        differs(err, "log.error/access");
+    if (!str_eq(a->log.error, b->log.error) || !str_eq(a->log.access, b->log.access) ||
+        !str_eq(a->log.tls_failures, b->log.tls_failures))
+        differs(err, "log.error/access/tls_failures");
     if (*err != NULL) {
         char *e = *err;
         *err = cdn_xasprintf("%s: %s (the running configuration stays)", b->path, e);
@@ -371,9 +406,18 @@ void cdn_gen_conf_files(const struct cdn_conf *conf, char ***files, size_t *n)
         add_file(files, n, conf->admin.key);
         add_file(files, n, conf->admin.ca_file);
     }
+    add_file(files, n, conf->sni_yaml);
     add_file(files, n, conf->upstream.client_certificate);
     add_file(files, n, conf->upstream.client_key);
     add_file(files, n, conf->upstream.ca_file);
+    add_file(files, n, conf->upstream.crl_file);
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        const struct cdn_conf_upstream *u = &conf->upstreams[i];
+        add_file(files, n, u->client_certificate);
+        add_file(files, n, u->client_key);
+        add_file(files, n, u->ca_file);
+        add_file(files, n, u->crl_file);
+    }
 }
 
 void cdn_gen_files_free(char **files, size_t n)

@@ -45,7 +45,9 @@ struct cdn_gen {
     struct cdn_conf *conf;
     struct cdn_server_policy policy;
     struct cdn_remap *remap;
-    SSL_CTX *upstream_ctx;             /* client context for TLS upstreams; NULL when no rule needs one */
+    SSL_CTX *upstream_ctx; /* client context for TLS upstreams; NULL when no rule needs one */
+    SSL_CTX **profile_ctx; /* one per conf->upstreams[] profile (remap "@upstream=NAME") */
+    size_t nprofiles;
     struct cdn_listener_rt *listeners; /* the config's listeners, then the admin listener if any */
     size_t nlisteners;
     struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */

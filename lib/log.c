@@ -16,7 +16,8 @@
 static _Atomic int log_level = CDN_LOG_INFO;
 static int error_fd = STDERR_FILENO;
 static int access_fd = -1;
-static char *error_path, *access_path; /* for reopen; NULL = a standard stream (not reopened) */
+static int tls_fd = -1;                           /* log.tls_failures; -1 = those lines go to the error log */
+static char *error_path, *access_path, *tls_path; /* for reopen; NULL = a standard stream (not reopened) */
 
 /* the access log queue (see log.h) */
 static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -119,19 +120,24 @@ static void writer_stop(void)
 
 int cdn_log_open(const struct cdn_conf_log *lc, char **err)
 {
-    int efd, afd = -1;
+    int efd, afd = -1, tfd = -1;
     if (open_one(lc->error, STDERR_FILENO, &efd, err) != 0)
         return -1;
-    if (lc->access != NULL && open_one(lc->access, STDOUT_FILENO, &afd, err) != 0) {
+    if ((lc->access != NULL && open_one(lc->access, STDOUT_FILENO, &afd, err) != 0) ||
+        (lc->tls_failures != NULL && open_one(lc->tls_failures, STDOUT_FILENO, &tfd, err) != 0)) {
         if (efd > STDERR_FILENO)
             close(efd);
+        if (afd > STDERR_FILENO)
+            close(afd);
         return -1;
     }
     cdn_log_close();
     error_fd = efd;
     access_fd = afd;
+    tls_fd = tfd;
     error_path = path_of(lc->error);
     access_path = lc->access != NULL ? path_of(lc->access) : NULL;
+    tls_path = lc->tls_failures != NULL ? path_of(lc->tls_failures) : NULL;
     log_level = lc->level;
     if (access_fd >= 0) {
         q_buf = cdn_xmalloc(CDN_LOG_ACCESS_QUEUE);
@@ -161,18 +167,20 @@ static int reopen_one(const char *path, int fd, char **err)
 
 int cdn_log_reopen(char **err)
 {
-    char *e1 = NULL, *e2 = NULL;
-    int rc = 0;
-    if (reopen_one(error_path, error_fd, &e1) != 0)
-        rc = -1;
-    if (reopen_one(access_path, access_fd, &e2) != 0)
-        rc = -1;
-    if (rc != 0) {
-        *err = e1 != NULL && e2 != NULL ? cdn_xasprintf("%s; %s", e1, e2) : cdn_xstrdup(e1 != NULL ? e1 : e2);
-        free(e1);
-        free(e2);
+    const char *paths[] = {error_path, access_path, tls_path};
+    const int fds[] = {error_fd, access_fd, tls_fd};
+    char *all = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        char *e = NULL;
+        if (reopen_one(paths[i], fds[i], &e) != 0) {
+            cdn_strappendf(&all, "%s%s", all != NULL ? "; " : "", e);
+            free(e);
+        }
     }
-    return rc;
+    if (all == NULL)
+        return 0;
+    *err = all;
+    return -1;
 }
 
 void cdn_log_close(void)
@@ -182,11 +190,15 @@ void cdn_log_close(void)
         close(error_fd);
     if (access_fd > STDERR_FILENO)
         close(access_fd);
+    if (tls_fd > STDERR_FILENO)
+        close(tls_fd);
     error_fd = STDERR_FILENO;
     access_fd = -1;
+    tls_fd = -1;
     free(error_path);
     free(access_path);
-    error_path = access_path = NULL;
+    free(tls_path);
+    error_path = access_path = tls_path = NULL;
 }
 
 void cdn_log_set_level(int level)
@@ -272,4 +284,30 @@ void cdn_log_access(const char *fmt, ...)
         q_len += k;
     }
     pthread_mutex_unlock(&q_mu);
+}
+
+bool cdn_log_tls_failures_separate(void)
+{
+    return tls_fd >= 0;
+}
+
+void cdn_log_tls_failure(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    if (tls_fd < 0) {
+        char msg[1800];
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        cdn_log(CDN_LOG_INFO, "%s", msg);
+        return;
+    }
+    size_t k = format_time(line, sizeof(line));
+    line[k++] = ' ';
+    int n = vsnprintf(line + k, sizeof(line) - k, fmt, ap);
+    va_end(ap);
+    k = n < 0 ? k : k + (size_t)n;
+    k = end_line(line, k, sizeof(line));
+    write_all(tls_fd, line, k); /* rare (refused handshakes): written directly, like the error log */
 }

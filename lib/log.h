@@ -41,6 +41,11 @@ void cdn_log_set_level(int level);
 void cdn_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool cdn_log_access_enabled(void);
 void cdn_log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One refused-handshake line (lib/ident.h formats it): to log.tls_failures when configured (one write per
+ * line, reopened with the others), else to the error log at level info. */
+void cdn_log_tls_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whether those lines go to their own file (log.tls_failures). */
+bool cdn_log_tls_failures_separate(void);
 /* Access log lines dropped because the queue was full, since start. */
 uint64_t cdn_log_access_dropped(void);
 

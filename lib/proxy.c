@@ -21,6 +21,7 @@
 #include "lib/alog.h"
 #include "lib/conn.h"
 #include "lib/http1.h"
+#include "lib/ident.h"
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/proxy.h"
@@ -249,6 +250,9 @@ static void log_access(struct cdn_session *s)
     v[CDN_ALOG_generation] = gen;
     v[CDN_ALOG_user_agent] = s->user_agent;
     v[CDN_ALOG_referer] = s->referer;
+    char cert[64];
+    v[CDN_ALOG_client_cert_status] =
+        s->down->ssl != NULL ? cdn_ident_status(s->down->ssl, cert, sizeof(cert)) : NULL;
     struct cdn_buf line;
     cdn_buf_init(&line);
     cdn_alog_render(s->gen->alog, v, len, &line);
@@ -378,7 +382,7 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
             proxy_is_header(h, "expect") || proxy_is_header(h, "via"))
             continue;
         /* identity headers are ours to set: whatever a client sends is a spoof (RFC 9440 4) */
-        if (proxy_is_header(h, "client-cert") || proxy_is_header(h, "client-cert-chain"))
+        if (cdn_ident_is_owned(&proxy_conf(s)->identity, h->name, h->name_len))
             continue;
         if (s->pc.validators.len > 0 &&
             (proxy_is_header(h, "if-none-match") || proxy_is_header(h, "if-modified-since")))
@@ -387,6 +391,7 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     }
     proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->gen->via);
     append_client_cert(s, b);
+    cdn_ident_append(&proxy_conf(s)->identity, s->down->ssl, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
         cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
     if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
@@ -414,7 +419,8 @@ static void send_upstream_request(struct cdn_session *s)
 static void start_upstream(struct cdn_session *s, bool use_pool)
 {
     const struct cdn_remap_rule *rule = s->rule;
-    const struct cdn_conf_upstream *uc = &s->gen->conf->upstream;
+    const struct cdn_conf_upstream *uc = cdn_remap_upstream(proxy_conf(s), rule); /* "@upstream=NAME" */
+    SSL_CTX *up_ctx = rule->upstream > 0 ? s->gen->profile_ctx[rule->upstream - 1] : s->gen->upstream_ctx;
     const char *host = rule->to.host;
     uint16_t port = rule->to.port;
     char *ovr_host = NULL;
@@ -434,8 +440,11 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     free(s->up_name);
     free(s->up_key);
     s->up_name = cdn_xasprintf("%s:%u", host, port);
-    s->up_key = cdn_xasprintf("%llu|%c|%s|%u|%s", (unsigned long long)s->gen->id, rule->to.tls ? 's' : 'p',
-                              host, port, rule->to.tls ? tls_name : "");
+    /* the generation and the profile are part of the key: a conn made with one client certificate
+     * never serves another */
+    s->up_key =
+        cdn_xasprintf("%llu|%c|%s|%u|%s|%zu", (unsigned long long)s->gen->id, rule->to.tls ? 's' : 'p', host,
+                      port, rule->to.tls ? tls_name : "", rule->upstream);
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
@@ -445,8 +454,8 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
         send_upstream_request(s);
     } else {
         proxy_count(s, CDN_STAT_upstream_conns_opened);
-        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? s->gen->upstream_ctx : NULL,
-                                 tls_name, cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
+        s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? up_ctx : NULL, tls_name,
+                                 cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
     }
@@ -889,7 +898,8 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         if (c->ssl != NULL)
             proxy_count(s, SSL_session_reused(c->ssl) ? CDN_STAT_upstream_tls_resumed
                                                       : CDN_STAT_upstream_tls_full);
-        if (c->ssl != NULL && proxy_conf(s)->upstream.verify_policy == CDN_VERIFY_PERMISSIVE &&
+        if (c->ssl != NULL &&
+            cdn_remap_upstream(proxy_conf(s), s->rule)->verify_policy == CDN_VERIFY_PERMISSIVE &&
             SSL_get_verify_result(c->ssl) != X509_V_OK) { /* PERMISSIVE let it through */
             proxy_count(s, CDN_STAT_upstream_errors_tls);
             cdn_log(CDN_LOG_WARN,
@@ -943,10 +953,7 @@ static int client_auth_of(const struct cdn_session *s, const struct cdn_conn *c)
 static void count_tls_failure(struct cdn_session *s, enum cdn_stat id)
 {
     cdn_stats_inc(&s->w->stats, id);
-    bool cert = id == CDN_STAT_tls_failed_no_certificate || id == CDN_STAT_tls_failed_unknown_ca ||
-                id == CDN_STAT_tls_failed_expired || id == CDN_STAT_tls_failed_not_yet_valid ||
-                id == CDN_STAT_tls_failed_revoked || id == CDN_STAT_tls_failed_bad_eku;
-    if (cert && client_auth_of(s, s->down) != CDN_CLIENT_AUTH_NONE)
+    if (cdn_stats_tls_failure_is_cert(id) && client_auth_of(s, s->down) != CDN_CLIENT_AUTH_NONE)
         cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_refused);
 }
 
@@ -954,12 +961,12 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 {
     struct cdn_session *s = c->data;
     CDN_CHECK_OBJ(s, SESSION_MAGIC);
-    char rule[300];
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
         cdn_stats_inc(&s->w->stats, CDN_STAT_tls_handshakes);
-        if (client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
+        if (!cdn_ident_handshake_done(&s->w->stats, c->ssl, (unsigned long long)c->id, c->peer) &&
+            client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
             cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
         return;
@@ -990,14 +997,12 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         proxy_session_abort(s);
         return;
     case CDN_CONN_EV_ERROR:
-        if (s->state == ST_HANDSHAKE)
-            count_tls_failure(s, cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false));
-        if (s->state == ST_HANDSHAKE)
-            cdn_log(CDN_LOG_INFO, "conn=%llu peer=%s sni=%s rule=%s client_auth=%s: TLS handshake failed: %s",
-                    (unsigned long long)c->id, c->peer, cdn_conn_sni(c) != NULL ? cdn_conn_sni(c) : "-",
-                    cdn_sni_rule_name(cdn_sni_of(c->ssl), rule, sizeof(rule)),
-                    cdn_conf_client_auth_name(client_auth_of(s, c)), c->err);
-        else
+        if (s->state == ST_HANDSHAKE) {
+            enum cdn_stat why = cdn_stats_tls_failure(c->tls_verify, c->tls_errcode, false);
+            count_tls_failure(s, why);
+            cdn_ident_log_refused(c->ssl, (unsigned long long)c->id, c->peer, client_auth_of(s, c), why,
+                                  c->err);
+        } else
             cdn_log(CDN_LOG_DEBUG, "conn=%llu peer=%s: %s while %s", (unsigned long long)c->id, c->peer,
                     c->err[0] != '\0' ? c->err : cdn_strerror(status), state_action[s->state]);
         if (s->state == ST_HANDSHAKE)

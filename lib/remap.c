@@ -175,6 +175,7 @@ int cdn_remap_new(const struct cdn_conf *conf, struct cdn_remap **out, char **er
         char *e = NULL;
 
         rule->pos = cr->pos;
+        rule->upstream = cr->upstream <= conf->nupstreams ? cr->upstream : 0; /* the loader checked it */
         if (cr->from == NULL || cr->to == NULL) {
             /* Only a conf that failed to load lacks them; be safe anyway. */
             cdn_strappendf(&errs, "%s:%d:%d: remap[%zu]: missing FROM or TO", conf->path, cr->pos.line,

@@ -24,6 +24,7 @@ void cdn_url_dispose(struct cdn_url *u);
 
 struct cdn_remap_rule {
     struct cdn_url from, to;
+    size_t upstream; /* 0: the node's upstream:; N: conf->upstreams[N - 1] ("@upstream=NAME") */
     struct cdn_conf_pos pos;
 };
 
@@ -35,6 +36,13 @@ struct cdn_remap {
 /* Builds the rule set. Errors name "file:line:col: remap: ..." for each bad rule; returns -1 then. */
 int cdn_remap_new(const struct cdn_conf *conf, struct cdn_remap **out, char **err);
 void cdn_remap_free(struct cdn_remap **r);
+
+/* The upstream settings a rule's requests go out with: its "@upstream=NAME" profile, else upstream:. */
+static inline const struct cdn_conf_upstream *cdn_remap_upstream(const struct cdn_conf *conf,
+                                                                 const struct cdn_remap_rule *rule)
+{
+    return rule->upstream > 0 ? &conf->upstreams[rule->upstream - 1] : &conf->upstream;
+}
 
 /* Finds the rule for a request. host is the Host header value (may carry ":port"; the port defaults
  * from tls). Host compare is case-insensitive; the path prefix compare is exact. Among matching

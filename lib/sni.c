@@ -102,12 +102,13 @@ bool cdn_sni_policy_covers(const struct cdn_sni_policy *conn, bool had_cert,
 {
     if (conn == host || host->level == CDN_CLIENT_AUTH_NONE)
         return true;
-    int level = conn->level;
-    if (level == CDN_CLIENT_AUTH_REQUEST && had_cert)
+    int level = conn->log_only ? CDN_CLIENT_AUTH_NONE : conn->level;
+    if (had_cert)
         level = CDN_CLIENT_AUTH_REQUIRE; /* a certificate was sent and verified */
     if (host->level > level)
         return false;
-    return same_file(conn->ca_file, host->ca_file) && same_file(conn->crl_file, host->crl_file);
+    return same_file(conn->ca_file, host->ca_file) && same_file(conn->crl_file, host->crl_file) &&
+           (host->pins == NULL || host->pins == conn->pins);
 }
 
 const char *cdn_sni_host_name(const char *host, size_t host_len, size_t *len)
@@ -190,15 +191,17 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 /* One line per handshake we refuse with a fatal alert, naming the rule it was refused under. */
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl))
+    cdn_tls_note_alert(ssl, where, ret);
+    /* with log.tls_failures the structured line there carries the alert; this one would be a second */
+    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl) ||
+        cdn_log_tls_failures_separate())
         return;
     const struct cdn_sni_policy *p = cdn_sni_of(ssl);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char rb[300];
     cdn_log(CDN_LOG_INFO, "tls: sni=%s rule=%s verify_client=%s: handshake refused: alert %s",
             sni != NULL ? sni : "-", cdn_sni_rule_name(p, rb, sizeof(rb)),
-            p != NULL ? level_name(p->level) : "-",
-            (ret & 0xff) == 116 ? "certificate required" : SSL_alert_desc_string_long(ret));
+            p != NULL ? level_name(p->level) : "-", cdn_tls_alert_name(ret & 0xff));
 }
 
 const struct cdn_sni_policy *cdn_sni_of(const SSL *ssl)
@@ -216,7 +219,8 @@ int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size
     size_t nlen;
     const char *name = cdn_sni_host_name(host, host_len, &nlen);
     const struct cdn_sni_policy *hp = cdn_sni_match(t, name, nlen);
-    if (nlen == 0 || cdn_sni_policy_covers(conn, SSL_get0_peer_certificate(ssl) != NULL, hp))
+    bool verified = SSL_get0_peer_certificate(ssl) != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
+    if (nlen == 0 || cdn_sni_policy_covers(conn, verified, hp))
         return 0;
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char cb[300], hb[300];
@@ -233,10 +237,16 @@ int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size
     return enforce ? 421 : 0;
 }
 
+static const char *rule_src(const struct cdn_conf_sni_rule *r, const struct cdn_conf *conf)
+{
+    return r->src != NULL ? r->src : conf->path != NULL ? conf->path : "-";
+}
+
 /* Judges a rule's own file like the listener's (lib/certcheck.h): errors refuse the config, warnings
  * are logged. */
 static int check_file(enum cdn_certcheck_kind kind, const char *file, size_t i,
-                      const struct cdn_conf_sni_rule *r, const char *what, char **err)
+                      const struct cdn_conf_sni_rule *r, const struct cdn_conf *conf, const char *what,
+                      char **err)
 {
     if (file == NULL)
         return 0;
@@ -245,21 +255,28 @@ static int check_file(enum cdn_certcheck_kind kind, const char *file, size_t i,
     char *e = NULL, *w = NULL;
     int rc = cdn_certcheck_verify_file(file, &o, &e, &w);
     if (w != NULL)
-        cdn_log(CDN_LOG_WARN, "sni[%zu] (fqdn '%s') at %d:%d: %s:\n%s", i, r->fqdn, r->pos.line, r->pos.col,
-                what, w);
+        cdn_log(CDN_LOG_WARN, "sni[%zu] (fqdn '%s') at %s:%d:%d: %s:\n%s", i, r->fqdn, rule_src(r, conf),
+                r->pos.line, r->pos.col, what, w);
     if (rc != 0)
-        *err = cdn_xasprintf("sni[%zu] (fqdn '%s') at %d:%d: %s:\n%s", i, r->fqdn, r->pos.line, r->pos.col,
-                             what, e != NULL ? e : "cannot be read");
+        *err = cdn_xasprintf("sni[%zu] (fqdn '%s') at %s:%d:%d: %s:\n%s", i, r->fqdn, rule_src(r, conf),
+                             r->pos.line, r->pos.col, what, e != NULL ? e : "cannot be read");
     free(e);
     free(w);
     return rc != 0 ? -1 : 0;
 }
 
-static void fill_policy(struct cdn_sni_policy *p, int level, const char *ca, const char *crl)
+static void fill_policy(struct cdn_sni_policy *p, int level, const struct cdn_conf_listener *l,
+                        const void *pins)
 {
     p->level = level;
-    p->ca_file = level != CDN_CLIENT_AUTH_NONE ? ca : NULL;
-    p->crl_file = level != CDN_CLIENT_AUTH_NONE ? crl : NULL;
+    p->ca_file = level != CDN_CLIENT_AUTH_NONE ? l->ca_file : NULL;
+    p->crl_file = level != CDN_CLIENT_AUTH_NONE ? l->crl_file : NULL;
+    p->pins = level != CDN_CLIENT_AUTH_NONE ? pins : NULL;
+}
+
+static bool has_pins(const struct cdn_conf_strlist *sans, const struct cdn_conf_strlist *fps)
+{
+    return sans->n > 0 || fps->n > 0;
 }
 
 int cdn_sni_attach(SSL_CTX *ctx, const struct cdn_conf *conf, const struct cdn_conf_listener *lc,
@@ -271,7 +288,8 @@ int cdn_sni_attach(SSL_CTX *ctx, const struct cdn_conf *conf, const struct cdn_c
         return 0;
     struct cdn_sni *t = cdn_xcalloc(1, sizeof(*t));
     t->host_sni_policy = conf->host_sni_policy;
-    fill_policy(&t->dflt, client_auth, lc->ca_file, lc->crl_file);
+    fill_policy(&t->dflt, client_auth, lc,
+                has_pins(&lc->allowed_sans, &lc->allowed_fingerprints) ? (const void *)lc : NULL);
     t->rules = cdn_xcalloc(conf->nsni, sizeof(*t->rules));
     t->fqdns = cdn_xcalloc(conf->nsni, sizeof(*t->fqdns));
     for (size_t i = 0; i < conf->nsni; i++) {
@@ -285,18 +303,42 @@ int cdn_sni_attach(SSL_CTX *ctx, const struct cdn_conf *conf, const struct cdn_c
         struct cdn_conf_listener rl = *lc; /* the listener's policy with the rule's files */
         rl.ca_file = r->ca_file != NULL ? r->ca_file : lc->ca_file;
         rl.crl_file = r->crl_file != NULL ? r->crl_file : (r->ca_file != NULL ? NULL : lc->crl_file);
-        fill_policy(p, level, rl.ca_file, rl.crl_file);
-        snprintf(p->sid_ctx, sizeof(p->sid_ctx), "cdn/sni/%zu", i);
-        if (level != CDN_CLIENT_AUTH_NONE && rl.ca_file == NULL) {
+        const void *pins = NULL; /* like the CRL: the rule's, else the listener's with its CA bundle */
+        if (has_pins(&r->allowed_sans, &r->allowed_fingerprints)) {
+            rl.allowed_sans = r->allowed_sans;
+            rl.allowed_fingerprints = r->allowed_fingerprints;
+            pins = r;
+        } else if (r->ca_file != NULL) {
+            rl.allowed_sans = (struct cdn_conf_strlist){0};
+            rl.allowed_fingerprints = (struct cdn_conf_strlist){0};
+        } else if (has_pins(&lc->allowed_sans, &lc->allowed_fingerprints)) {
+            pins = lc;
+        }
+        if (level == CDN_CLIENT_AUTH_NONE) { /* nothing asked for: nothing to pin */
+            rl.allowed_sans = (struct cdn_conf_strlist){0};
+            rl.allowed_fingerprints = (struct cdn_conf_strlist){0};
+        }
+        fill_policy(p, level, &rl, pins);
+        p->log_only = r->log_only;
+        if (level == CDN_CLIENT_AUTH_NONE &&
+            (r->log_only || has_pins(&r->allowed_sans, &r->allowed_fingerprints))) {
             *err =
-                cdn_xasprintf("sni[%zu] (fqdn '%s') at %d:%d: verify_client %s needs verify_client_ca_certs "
-                              "(the listener has no ca_file)",
-                              i, r->fqdn, r->pos.line, r->pos.col,
-                              level == CDN_CLIENT_AUTH_REQUIRE ? "STRICT" : "MODERATE");
+                cdn_xasprintf("sni[%zu] (fqdn '%s') at %s:%d:%d: %s needs verify_client MODERATE or STRICT",
+                              i, r->fqdn, rule_src(r, conf), r->pos.line, r->pos.col,
+                              r->log_only ? "log_only" : "allowed_sans/allowed_fingerprints");
             goto fail;
         }
-        if (check_file(CDN_CERTCHECK_KIND_CA, r->ca_file, i, r, "verify_client_ca_certs", err) != 0 ||
-            check_file(CDN_CERTCHECK_KIND_SERVER, r->certificate, i, r, "certificate", err) != 0)
+        snprintf(p->sid_ctx, sizeof(p->sid_ctx), "cdn/sni/%zu", i);
+        if (level != CDN_CLIENT_AUTH_NONE && rl.ca_file == NULL) {
+            *err = cdn_xasprintf(
+                "sni[%zu] (fqdn '%s') at %s:%d:%d: verify_client %s needs verify_client_ca_certs "
+                "(the listener has no ca_file)",
+                i, r->fqdn, rule_src(r, conf), r->pos.line, r->pos.col,
+                level == CDN_CLIENT_AUTH_REQUIRE ? "STRICT" : "MODERATE");
+            goto fail;
+        }
+        if (check_file(CDN_CERTCHECK_KIND_CA, r->ca_file, i, r, conf, "verify_client_ca_certs", err) != 0 ||
+            check_file(CDN_CERTCHECK_KIND_SERVER, r->certificate, i, r, conf, "certificate", err) != 0)
             goto fail;
         char *e = NULL;
         p->ctx = cdn_tls_server_ctx_new(r->certificate != NULL ? r->certificate : lc->certificate,
@@ -306,10 +348,13 @@ int cdn_sni_attach(SSL_CTX *ctx, const struct cdn_conf *conf, const struct cdn_c
             p->ctx = NULL;
         }
         if (p->ctx == NULL) {
-            *err = cdn_xasprintf("sni[%zu] (fqdn '%s') at %d:%d: %s", i, r->fqdn, r->pos.line, r->pos.col, e);
+            *err = cdn_xasprintf("sni[%zu] (fqdn '%s') at %s:%d:%d: %s", i, r->fqdn, rule_src(r, conf),
+                                 r->pos.line, r->pos.col, e);
             free(e);
             goto fail;
         }
+        if (r->log_only)
+            cdn_tls_server_ctx_log_only(p->ctx);
         SSL_CTX_set_info_callback(p->ctx, info_cb);
     }
     SSL_CTX_set_ex_data(ctx, ctx_index, t); /* owned by ctx from here */

@@ -29,6 +29,9 @@ struct cdn_sni_policy {
     int level;           /* enum cdn_client_auth, resolved: NONE, REQUEST (MODERATE) or REQUIRE (STRICT) */
     const char *ca_file; /* trust anchors and CRLs in force (borrowed from the config); NULL = none */
     const char *crl_file;
+    const void *pins; /* identifies the allowed_sans/allowed_fingerprints in force (the config object
+                       * that holds them); NULL = no pins */
+    bool log_only;    /* refusals are only logged (sni[].log_only) */
     SSL_CTX *ctx;     /* switched to in the ClientHello; NULL = stay on the listener's context */
     char sid_ctx[32]; /* session id context: a session never resumes under another rule */
 };
@@ -48,9 +51,10 @@ long cdn_sni_match_index(const char *const *fqdns, size_t n, const char *name, s
 /* The rule (or t->dflt) for name. */
 const struct cdn_sni_policy *cdn_sni_match(const struct cdn_sni *t, const char *name, size_t len);
 
-/* Whether a connection verified under conn (had_cert: a client certificate was presented and, since
- * handshakes with a bad one fail, verified) may serve a request whose Host maps to host: host asks for
- * no certificate, or for no more than conn enforced, against the same CA bundle and CRLs. */
+/* Whether a connection verified under conn (had_cert: a client certificate was presented and verified)
+ * may serve a request whose Host maps to host: host asks for no certificate, or for no more than conn
+ * enforced, against the same CA bundle, CRLs and pins. A log_only conn enforced nothing but what had_cert
+ * says. */
 bool cdn_sni_policy_covers(const struct cdn_sni_policy *conn, bool had_cert,
                            const struct cdn_sni_policy *host);
 

@@ -112,6 +112,20 @@ enum cdn_stat cdn_stats_tls_failure(long verify_result, unsigned long err, bool 
         return CDN_STAT_tls_failed_revoked;
     case X509_V_ERR_INVALID_PURPOSE:
         return CDN_STAT_tls_failed_bad_eku;
+    case X509_V_ERR_APPLICATION_VERIFICATION:
+        return CDN_STAT_tls_failed_pin_mismatch;
+    case X509_V_ERR_EE_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_MD_TOO_WEAK:
+        return CDN_STAT_tls_failed_weak_crypto;
+    case X509_V_ERR_INVALID_CA:
+        return CDN_STAT_tls_failed_ca_as_leaf;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+        return CDN_STAT_tls_failed_crl;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
@@ -132,6 +146,57 @@ enum cdn_stat cdn_stats_tls_failure(long verify_result, unsigned long err, bool 
         return CDN_STAT_tls_failed_other; /* a verify callback said no without a verify result */
     default:
         return CDN_STAT_tls_failed_protocol;
+    }
+}
+
+bool cdn_stats_tls_failure_is_cert(enum cdn_stat id)
+{
+    switch (id) {
+    case CDN_STAT_tls_failed_no_certificate:
+    case CDN_STAT_tls_failed_unknown_ca:
+    case CDN_STAT_tls_failed_expired:
+    case CDN_STAT_tls_failed_not_yet_valid:
+    case CDN_STAT_tls_failed_revoked:
+    case CDN_STAT_tls_failed_bad_eku:
+    case CDN_STAT_tls_failed_pin_mismatch:
+    case CDN_STAT_tls_failed_weak_crypto:
+    case CDN_STAT_tls_failed_ca_as_leaf:
+    case CDN_STAT_tls_failed_crl:
+        return true;
+    default:
+        return false;
+    }
+}
+
+const char *cdn_stats_tls_failure_name(enum cdn_stat id)
+{
+    switch (id) {
+    case CDN_STAT_tls_failed_no_certificate:
+        return "no_certificate";
+    case CDN_STAT_tls_failed_unknown_ca:
+        return "unknown_ca";
+    case CDN_STAT_tls_failed_expired:
+        return "expired";
+    case CDN_STAT_tls_failed_not_yet_valid:
+        return "not_yet_valid";
+    case CDN_STAT_tls_failed_revoked:
+        return "revoked";
+    case CDN_STAT_tls_failed_bad_eku:
+        return "bad_eku";
+    case CDN_STAT_tls_failed_pin_mismatch:
+        return "pin_mismatch";
+    case CDN_STAT_tls_failed_weak_crypto:
+        return "weak_crypto";
+    case CDN_STAT_tls_failed_ca_as_leaf:
+        return "ca_as_leaf";
+    case CDN_STAT_tls_failed_crl:
+        return "crl";
+    case CDN_STAT_tls_failed_protocol:
+        return "protocol";
+    case CDN_STAT_tls_failed_timeout:
+        return "timeout";
+    default:
+        return "other";
     }
 }
 

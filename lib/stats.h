@@ -124,9 +124,15 @@ void cdn_stats_response(struct cdn_stats *s, int status);
  * certificate's verify result (SSL_get_verify_result; X509_V_OK when there was none to check) maps
  * expired, not yet valid, revoked, bad purpose and unknown issuer/untrusted/self-signed; then err
  * (the first ERR_peek_error() of the failure; 0 if none) maps "peer did not return a certificate"
- * to no_certificate and other SSL-library errors to protocol; anything else is other. pin_mismatch
- * is the caller's to count (a pin check is not an X509 verify result). */
+ * to no_certificate and other SSL-library errors to protocol; anything else is other. A pin mismatch
+ * is X509_V_ERR_APPLICATION_VERIFICATION (lib/tls.c sets it, nothing else does on a server). */
 enum cdn_stat cdn_stats_tls_failure(long verify_result, unsigned long err, bool timed_out);
+
+/* Whether id is a tls_failed_* reason about the client's certificate (counted as refused too). */
+bool cdn_stats_tls_failure_is_cert(enum cdn_stat id);
+
+/* The label of a tls_failed_* id ("pin_mismatch"...), for log lines. */
+const char *cdn_stats_tls_failure_name(enum cdn_stat id);
 
 /* ---- aggregation and derived values: any thread ---- */
 

@@ -41,13 +41,17 @@
     B(10000000, "10")
 
 #define CDN_STATS_H_RESPONSES "Responses sent to clients on data listeners, by status class"
-#define CDN_STATS_H_TLS_FAIL                                                                        \
-    "TLS handshakes that failed on data listeners, by reason (no_certificate: a required client "   \
-    "certificate was not sent; unknown_ca: its chain does not lead to a trusted CA; bad_eku: not "  \
-    "valid for clientAuth; pin_mismatch: refused by a pin; protocol: no common version or cipher, " \
+#define CDN_STATS_H_TLS_FAIL                                                                          \
+    "TLS handshakes that failed on data listeners, by reason (no_certificate: a required client "     \
+    "certificate was not sent; unknown_ca: its chain does not lead to a trusted CA; bad_eku: not "    \
+    "valid for clientAuth; pin_mismatch: refused by allowed_sans/allowed_fingerprints; weak_crypto: " \
+    "a key or signature below the OpenSSL security level (RSA under 2048 bits, SHA-1); ca_as_leaf: "  \
+    "a CA certificate sent as the client's own; crl: no usable CRL (expired, not yet valid, missing " \
+    "for an issuer, bad signature); protocol: no common version or cipher, "                          \
     "or a malformed message)"
-#define CDN_STATS_H_CLIENT_CERTS \
-    "Client certificates presented on data listeners: verified (handshake completed) or refused"
+#define CDN_STATS_H_CLIENT_CERTS                                                                      \
+    "Client certificates on data listeners: verified (handshake completed), refused, or log_only (a " \
+    "missing or refused certificate let through by a log_only SNI rule)"
 #define CDN_STATS_H_CACHE                                                                         \
     "Requests by cache result; every request the cache handles counts in exactly one: hit_fresh " \
     "(served fresh from the store), hit_stale (served stale: stale-while-revalidate or "          \
@@ -85,11 +89,16 @@
     X(tls_failed_bad_eku, COUNTER, tls_handshake_failures, "reason=\"bad_eku\"", CDN_STATS_H_TLS_FAIL)       \
     X(tls_failed_pin_mismatch, COUNTER, tls_handshake_failures, "reason=\"pin_mismatch\"",                   \
       CDN_STATS_H_TLS_FAIL)                                                                                  \
+    X(tls_failed_weak_crypto, COUNTER, tls_handshake_failures, "reason=\"weak_crypto\"",                     \
+      CDN_STATS_H_TLS_FAIL)                                                                                  \
+    X(tls_failed_ca_as_leaf, COUNTER, tls_handshake_failures, "reason=\"ca_as_leaf\"", CDN_STATS_H_TLS_FAIL) \
+    X(tls_failed_crl, COUNTER, tls_handshake_failures, "reason=\"crl\"", CDN_STATS_H_TLS_FAIL)               \
     X(tls_failed_protocol, COUNTER, tls_handshake_failures, "reason=\"protocol\"", CDN_STATS_H_TLS_FAIL)     \
     X(tls_failed_timeout, COUNTER, tls_handshake_failures, "reason=\"timeout\"", CDN_STATS_H_TLS_FAIL)       \
     X(tls_failed_other, COUNTER, tls_handshake_failures, "reason=\"other\"", CDN_STATS_H_TLS_FAIL)           \
     X(client_certs_verified, COUNTER, client_certificates, "result=\"verified\"", CDN_STATS_H_CLIENT_CERTS)  \
     X(client_certs_refused, COUNTER, client_certificates, "result=\"refused\"", CDN_STATS_H_CLIENT_CERTS)    \
+    X(client_certs_log_only, COUNTER, client_certificates, "result=\"log_only\"", CDN_STATS_H_CLIENT_CERTS)  \
     /* the HTTP cache, per request */                                                                        \
     X(cache_hit_fresh, COUNTER, cache_requests, "result=\"hit_fresh\"", CDN_STATS_H_CACHE)                   \
     X(cache_hit_stale, COUNTER, cache_requests, "result=\"hit_stale\"", CDN_STATS_H_CACHE)                   \

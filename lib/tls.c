@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 
 #include "lib/log.h"
+#include "lib/pin.h"
 #include "lib/tls.h"
 #include "lib/util.h"
 
@@ -118,6 +119,7 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
         return NULL;
     }
     common_setup(ctx);
+    SSL_CTX_set_info_callback(ctx, cdn_tls_note_alert); /* lib/sni.c replaces it with one that also logs */
     SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (use_cert_and_key(ctx, cert, key, err) != 0)
@@ -154,22 +156,91 @@ fail:
 #define POLICY_CRL_EXPIRED_WARN 0x1u
 #define POLICY_PERMISSIVE       0x2u /* client contexts */
 #define POLICY_NAME_ONLY        0x4u
+#define POLICY_LOG_ONLY         0x8u /* server contexts of a log_only SNI rule */
 
-static int policy_index = -1;
+static int policy_index = -1, pins_index = -1, verdict_index = -1;
 static pthread_once_t policy_once = PTHREAD_ONCE_INIT;
+
+static void pins_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    cdn_pins_free(ptr);
+}
+
+static void verdict_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct cdn_tls_verdict *v = ptr;
+    if (v != NULL)
+        X509_free(v->offered);
+    free(v);
+}
 
 static void policy_index_init(void)
 {
     policy_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    pins_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, pins_ex_free);
+    verdict_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, verdict_ex_free);
+}
+
+/* The connection's verdict record, made on first use (only connections that send a certificate). */
+static struct cdn_tls_verdict *verdict_of(SSL *ssl)
+{
+    struct cdn_tls_verdict *v = SSL_get_ex_data(ssl, verdict_index);
+    if (v == NULL) {
+        v = cdn_xcalloc(1, sizeof(*v));
+        v->alert = -1;
+        SSL_set_ex_data(ssl, verdict_index, v);
+    }
+    return v;
+}
+
+void cdn_tls_note_alert(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_WRITE_ALERT) || (ret >> 8) != SSL3_AL_FATAL || SSL_is_init_finished(ssl))
+        return;
+    pthread_once(&policy_once, policy_index_init);
+    struct cdn_tls_verdict *v = verdict_of((SSL *)ssl); /* ex data only: the SSL itself is not changed */
+    if (v->alert < 0)
+        v->alert = ret & 0xff;
+}
+
+const char *cdn_tls_alert_name(int alert)
+{
+    if (alert < 0)
+        return "-";
+    /* certificate_required (116, TLS 1.3) is newer than OpenSSL 3.0's name table */
+    return alert == 116 ? "certificate required" : SSL_alert_desc_string_long(alert);
+}
+
+
+const struct cdn_tls_verdict *cdn_tls_verdict_of(const SSL *ssl)
+{
+    pthread_once(&policy_once, policy_index_init);
+    return ssl != NULL ? SSL_get_ex_data(ssl, verdict_index) : NULL;
+}
+
+bool cdn_tls_log_only(const SSL *ssl)
+{
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    return (flags & POLICY_LOG_ONLY) != 0;
 }
 
 /* Runs for every certificate of a client's chain, inside the handshake. Adds what OpenSSL does not
- * check by itself: a CA certificate is never accepted as the client's own (leaf) certificate; and
- * an expired CRL is only a warning when the operator chose crl_expired: warn. */
+ * check by itself: a CA certificate is never accepted as the client's own (leaf) certificate; the pins
+ * (allowed_sans / allowed_fingerprints) of the context; an expired CRL is only a warning when the
+ * operator chose crl_expired: warn; and under log_only, every refusal is recorded and let through. */
 static int verify_client_cb(int ok, X509_STORE_CTX *x)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
-    uintptr_t flags = ssl != NULL ? (uintptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), policy_index) : 0;
+    if (ssl == NULL)
+        return ok;
+    SSL_CTX *sctx = SSL_get_SSL_CTX(ssl);
+    uintptr_t flags = (uintptr_t)SSL_CTX_get_ex_data(sctx, policy_index);
+    struct cdn_tls_verdict *v = verdict_of(ssl);
+    if (v->offered == NULL && X509_STORE_CTX_get0_cert(x) != NULL) {
+        v->offered = X509_STORE_CTX_get0_cert(x); /* for the failure log: the session has no peer yet */
+        X509_up_ref(v->offered);
+    }
     int err = X509_STORE_CTX_get_error(x);
     if (!ok && err == X509_V_ERR_CRL_HAS_EXPIRED && (flags & POLICY_CRL_EXPIRED_WARN)) {
         cdn_log(CDN_LOG_WARN, "tls: accepting a client certificate checked against an expired CRL "
@@ -177,10 +248,24 @@ static int verify_client_cb(int ok, X509_STORE_CTX *x)
         X509_STORE_CTX_set_error(x, X509_V_OK);
         return 1;
     }
-    if (ok && X509_STORE_CTX_get_error_depth(x) == 0 &&
-        X509_check_ca(X509_STORE_CTX_get_current_cert(x)) > 0) {
-        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_CA); /* a CA presented as a client certificate */
-        return 0;
+    if (ok && X509_STORE_CTX_get_error_depth(x) == 0) {
+        X509 *leaf = X509_STORE_CTX_get_current_cert(x);
+        const char *why;
+        if (X509_check_ca(leaf) > 0) {
+            X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_CA); /* a CA presented as a client certificate */
+            ok = 0;
+        } else if ((why = cdn_pins_check(SSL_CTX_get_ex_data(sctx, pins_index), leaf)) != NULL) {
+            v->pin_reason = why;
+            X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+            ok = 0;
+        }
+    }
+    if (!ok && (flags & POLICY_LOG_ONLY)) {
+        if (v->refused == X509_V_OK)
+            v->refused = X509_STORE_CTX_get_error(x);
+        /* the first refusal is the one reported, now and in the session (resumptions read it there) */
+        X509_STORE_CTX_set_error(x, (int)v->refused);
+        return 1;
     }
     return ok;
 }
@@ -208,22 +293,23 @@ bool cdn_tls_upstream_checks_name(const struct cdn_conf_upstream *u)
     return u->verify_policy != CDN_VERIFY_DISABLED && u->verify_properties != CDN_VERIFY_SIGNATURE;
 }
 
-int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
+void cdn_tls_server_ctx_log_only(SSL_CTX *ctx)
 {
     pthread_once(&policy_once, policy_index_init);
-    uintptr_t flags = l->crl_expired == CDN_CRL_EXPIRED_WARN ? POLICY_CRL_EXPIRED_WARN : 0;
+    uintptr_t flags = (uintptr_t)SSL_CTX_get_ex_data(ctx, policy_index) | POLICY_LOG_ONLY;
     SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
-    if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE)
-        return 0;
-    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), verify_client_cb);
-    SSL_CTX_set_verify_depth(ctx, l->verify_depth);
-    if (!l->send_ca_names)
-        SSL_CTX_set_client_CA_list(ctx, sk_X509_NAME_new_null());
-    if (l->crl_file == NULL)
-        return 0;
-    BIO *bio = BIO_new_file(l->crl_file, "r");
+    /* a missing certificate is judged after the handshake (cdn_tls_verdict_of's caller) */
+    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx) & ~SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       SSL_CTX_get_verify_callback(ctx));
+}
+
+/* Adds the CRLs of path to ctx's store and turns revocation checking on (every certificate of the chain
+ * when chain, else the leaf). 0, or -1 + *err. */
+static int load_crls(SSL_CTX *ctx, const char *path, bool chain, char **err)
+{
+    BIO *bio = BIO_new_file(path, "r");
     if (bio == NULL) {
-        *err = file_error("cannot read CRL file", l->crl_file);
+        *err = file_error("cannot read CRL file", path);
         return -1;
     }
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -237,12 +323,37 @@ int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, c
     ERR_clear_error();
     BIO_free(bio);
     if (n == 0) {
-        *err = cdn_xasprintf("CRL file %s: no PEM CRL in it", l->crl_file);
+        *err = cdn_xasprintf("CRL file %s: no PEM CRL in it", path);
         return -1;
     }
-    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK |
-                                    (l->crl_check == CDN_CRL_CHAIN ? X509_V_FLAG_CRL_CHECK_ALL : 0));
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | (chain ? X509_V_FLAG_CRL_CHECK_ALL : 0));
     return 0;
+}
+
+int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err)
+{
+    pthread_once(&policy_once, policy_index_init);
+    uintptr_t flags = l->crl_expired == CDN_CRL_EXPIRED_WARN ? POLICY_CRL_EXPIRED_WARN : 0;
+    SSL_CTX_set_ex_data(ctx, policy_index, (void *)flags);
+    if (SSL_CTX_get_verify_mode(ctx) == SSL_VERIFY_NONE) {
+        if (l->allowed_sans.n > 0 || l->allowed_fingerprints.n > 0) {
+            /* e.g. client_auth left to the edge role's default, none: the pins would pin nothing */
+            *err = cdn_xasprintf("allowed_sans/allowed_fingerprints need client_auth request or require");
+            return -1;
+        }
+        return 0;
+    }
+    struct cdn_pins *pins = cdn_pins_new(l->allowed_sans.v, l->allowed_sans.n, l->allowed_fingerprints.v,
+                                         l->allowed_fingerprints.n);
+    if (pins != NULL)
+        SSL_CTX_set_ex_data(ctx, pins_index, pins); /* freed with ctx */
+    SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), verify_client_cb);
+    SSL_CTX_set_verify_depth(ctx, l->verify_depth);
+    if (!l->send_ca_names)
+        SSL_CTX_set_client_CA_list(ctx, sk_X509_NAME_new_null());
+    if (l->crl_file == NULL)
+        return 0;
+    return load_crls(ctx, l->crl_file, l->crl_check == CDN_CRL_CHAIN, err);
 }
 
 void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx)
@@ -387,6 +498,9 @@ SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
         *err = file_error("cannot load the system CA store for", "upstream");
         goto fail;
     }
+    /* the upstream's whole chain: a revoked intermediate is as bad as a revoked leaf */
+    if (u->crl_file != NULL && load_crls(ctx, u->crl_file, true, err) != 0)
+        goto fail;
     pthread_once(&policy_once, policy_index_init);
     uintptr_t flags = (u->verify_policy == CDN_VERIFY_PERMISSIVE ? POLICY_PERMISSIVE : 0) |
                       (u->verify_properties == CDN_VERIFY_NAME ? POLICY_NAME_ONLY : 0);
@@ -418,6 +532,12 @@ int cdn_tls_client_setup(SSL *ssl, const char *name, int verify)
 void cdn_tls_describe_error(SSL *ssl, char *buf, size_t n)
 {
     long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const struct cdn_tls_verdict *v = cdn_tls_verdict_of(ssl);
+    if (vr == X509_V_ERR_APPLICATION_VERIFICATION && v != NULL && v->pin_reason != NULL) {
+        ERR_clear_error();
+        snprintf(buf, n, "pin mismatch: %s", v->pin_reason);
+        return;
+    }
     if (vr != X509_V_OK) {
         ERR_clear_error();
         snprintf(buf, n, "certificate verify failed: %s", X509_verify_cert_error_string(vr));

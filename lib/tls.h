@@ -24,6 +24,28 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
  * rule that a CA certificate is never accepted as a client's own certificate. 0, or -1 + *err. */
 int cdn_tls_server_ctx_policy(SSL_CTX *ctx, const struct cdn_conf_listener *l, char **err);
 
+/* Makes a server context (of a log_only SNI rule) let every client through the handshake: a missing or
+ * refused certificate is recorded (cdn_tls_verdict_of) instead of ending the handshake. */
+void cdn_tls_server_ctx_log_only(SSL_CTX *ctx);
+
+/* What the client-certificate verification of a server-side connection saw; NULL when the client sent
+ * no certificate. Owned by the SSL. */
+struct cdn_tls_verdict {
+    X509 *offered;          /* the client's leaf, also when it was refused (the session has none then) */
+    long refused;           /* log_only: the X509_V_ERR_* that would have refused it; X509_V_OK if none */
+    const char *pin_reason; /* a pin mismatch (X509_V_ERR_APPLICATION_VERIFICATION): why; static */
+    int alert;              /* the fatal alert the server sent (SSL_AD_*), -1 if none */
+};
+const struct cdn_tls_verdict *cdn_tls_verdict_of(const SSL *ssl);
+
+/* For a server context's info callback (where, ret as OpenSSL passes them): records a fatal alert the
+ * node sends during the handshake in the connection's verdict, for the failure log. */
+void cdn_tls_note_alert(const SSL *ssl, int where, int ret);
+/* The name of a recorded alert ("certificate required" ...), or "-" for none. */
+const char *cdn_tls_alert_name(int alert);
+/* Whether ssl runs under a log_only context (its SNI rule has log_only: true). */
+bool cdn_tls_log_only(const SSL *ssl);
+
 /* Moves a server-side ssl, inside its ClientHello callback, to ctx (a context made like the listener's,
  * e.g. for one SNI rule) and copies onto the SSL what SSL_set_SSL_CTX does not carry over: verify mode
  * and callback, verify depth and the CA names of the CertificateRequest. sid_ctx (may be NULL) becomes

@@ -15,7 +15,9 @@ static int edge_validate(const struct cdn_conf *conf, char **err, char **warn)
     bool tls_upstream = false;
     for (size_t i = 0; i < conf->nremap; i++) {
         size_t n = strlen("https://");
-        tls_upstream |= conf->remap[i].to != NULL && strncasecmp(conf->remap[i].to, "https://", n) == 0;
+        /* rules with their own profile (@upstream=NAME) do not use upstream: */
+        tls_upstream |= conf->remap[i].to != NULL && strncasecmp(conf->remap[i].to, "https://", n) == 0 &&
+                        conf->remap[i].upstream == 0;
     }
     if (tls_upstream && conf->upstream.client_certificate == NULL)
         cdn_strappendf(warn,

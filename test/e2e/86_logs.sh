@@ -49,10 +49,10 @@ ecurl -o /dev/null "$EDGE/bytes/10?hdr=Cache-Control:max-age%3D60"
 wait_for "$T/regional.access" "cache=hit"
 fp=$(openssl x509 -in "$PKI/edge-client.crt" -outform DER | sha256sum | cut -d' ' -f1)
 line=$(grep -F "cache=miss" "$T/regional.access" | head -1)
-assert_match "$line" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z 127\.0\.0\.1:[0-9]+ "GET /bytes/10\?hdr=Cache-Control:max-age%3D60 HTTP/1\.1" 200 10 [0-9]+ms cache=miss host=regional\.cdn\.test sni=regional\.cdn\.test tls=TLSv1\.3 up=127\.0\.0\.1:[0-9]+ client="CN=edge-1" client_sha256='"$fp"'$' \
+assert_match "$line" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z 127\.0\.0\.1:[0-9]+ "GET /bytes/10\?hdr=Cache-Control:max-age%3D60 HTTP/1\.1" 200 10 [0-9]+ms cache=miss host=regional\.cdn\.test sni=regional\.cdn\.test tls=TLSv1\.3 up=127\.0\.0\.1:[0-9]+ client="CN=edge-1" client_sha256='"$fp"' cert=SUCCESS$' \
     "regional access log line (miss)"
 line=$(grep -F "cache=hit" "$T/regional.access" | head -1)
-assert_match "$line" '.* 200 10 [0-9]+ms cache=hit .* up=- client="CN=edge-1" client_sha256='"$fp"'$' "regional access log line (hit)"
+assert_match "$line" '.* 200 10 [0-9]+ms cache=hit .* up=- client="CN=edge-1" client_sha256='"$fp"' cert=SUCCESS$' "regional access log line (hit)"
 # a format of one's own; values are escaped
 sed -i 's/^  access: regional.access$/  access: regional.access\n  access_format: '"'"'$method $status ua="$user_agent" gen=$generation'"'"'/' "$T/regional.yaml"
 kill -HUP "$(pid_of regional)"

@@ -25,5 +25,7 @@ Suite *suite_watch(void);
 Suite *suite_alog(void);
 Suite *suite_ring(void);
 Suite *suite_health(void);
+Suite *suite_pin(void);
+Suite *suite_ident(void);
 
 #endif

@@ -35,6 +35,14 @@ static void teardown(void)
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* tmpdir/name in a static buffer. */
+static const char *tmp_path(const char *name)
+{
+    static char buf[128];
+    snprintf(buf, sizeof(buf), "%s/%s", tmpdir, name);
+    return buf;
+}
+
 /* Writes text to tmpdir/name and returns the path (heap). */
 static char *write_file(const char *name, const char *text)
 {
@@ -598,10 +606,9 @@ START_TEST(test_remap_syntax)
                        "  - [map, a, b]\n"
                        "  -\n"
                        "  - map http://c/ http://d/\n");
-    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO\" (3 words), got \"map http://a/\"");
+    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO [@upstream=NAME]\", got \"map http://a/\"");
     ck_assert_line(e, "4:5: remap[1]: unsupported rule type \"redirect\" (only \"map\" is supported)");
-    ck_assert_line(
-        e, "5:5: remap[2]: expected \"map FROM TO\" (3 words), got \"map http://a/ http://b/ extra\"");
+    ck_assert_line(e, "5:5: remap[2]: unknown option \"extra\" (the only one is @upstream=NAME)");
     ck_assert_line(e, "6:5: remap[3]: expected a string \"map FROM TO\", got a sequence");
     ck_assert_line(e, "7:4: remap[4]: expected a string \"map FROM TO\", got an empty value");
     ck_assert_uint_eq(count_lines(e), 5);
@@ -911,6 +918,277 @@ START_TEST(test_docs_cover_every_key)
 }
 END_TEST
 
+
+#define TLS_LISTENER             \
+    "role: regional\n"           \
+    "listeners:\n"               \
+    "  - address: 127.0.0.1\n"   \
+    "    port: 0\n"              \
+    "    tls: true\n"            \
+    "    certificate: r.crt\n"   \
+    "    key: r.key\n"           \
+    "    client_auth: require\n" \
+    "    ca_file: ca.crt\n"
+
+#define FP64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+START_TEST(test_pins_and_log_only)
+{
+    struct cdn_conf *c =
+        load_ok(TLS_LISTENER "    allowed_sans: [edge-1.example, '*.edges.example', 'spiffe://cdn/e']\n"
+                             "    allowed_fingerprints:\n"
+                             "      - " FP64 "\n"
+                             "sni:\n"
+                             "  - fqdn: a.example\n"
+                             "    verify_client: STRICT\n"
+                             "    allowed_fingerprints: ['00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:"
+                             "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF']\n"
+                             "    log_only: true\n");
+    ck_assert_uint_eq(c->listeners[0].allowed_sans.n, 3);
+    ck_assert_str_eq(c->listeners[0].allowed_sans.v[1], "*.edges.example");
+    ck_assert_uint_eq(c->listeners[0].allowed_fingerprints.n, 1);
+    ck_assert_uint_eq(c->sni[0].allowed_fingerprints.n, 1);
+    ck_assert(c->sni[0].log_only);
+    ck_assert_uint_eq(c->sni[0].allowed_sans.n, 0);
+    cdn_conf_free(&c);
+
+    char *errs = load_err(TLS_LISTENER "    allowed_sans: [ok.example, 'a b', '*']\n"
+                                       "    allowed_fingerprints: [abcd, " FP64 "]\n"
+                                       "sni:\n"
+                                       "  - fqdn: a.example\n"
+                                       "    allowed_sans: one.example\n"
+                                       "    log_only: maybe\n");
+    ck_assert_line(errs, "10:32: listeners[0].allowed_sans[1]: expected a subjectAltName value "
+                         "(DNS name, \"*.\" and a domain, URI, email or IP address), got \"a b\"");
+    ck_assert_line(errs, "10:39: listeners[0].allowed_sans[2]: expected a subjectAltName value "
+                         "(DNS name, \"*.\" and a domain, URI, email or IP address), got \"*\"");
+    ck_assert_line(errs, "11:28: listeners[0].allowed_fingerprints[0]: expected a SHA-256 "
+                         "fingerprint (64 hex digits, ':' between pairs allowed), got \"abcd\"");
+    ck_assert_line(errs,
+                   "14:19: sni[0].allowed_sans: expected a sequence, each a subjectAltName value (DNS name, "
+                   "\"*.\" and a domain, URI, email or IP address); got \"one.example\"");
+    ck_assert_line(errs,
+                   "15:15: sni[0].log_only: expected a boolean (true/false, yes/no, on/off), got \"maybe\"");
+    ck_assert_uint_eq(count_lines(errs), 5);
+    free(errs);
+
+    errs = load_err("role: edge\n"
+                    "listeners:\n"
+                    "  - address: 127.0.0.1\n"
+                    "    port: 0\n"
+                    "    allowed_sans: [a.example]\n"
+                    "  - address: 127.0.0.1\n"
+                    "    port: 1\n"
+                    "    tls: true\n"
+                    "    certificate: r.crt\n"
+                    "    key: r.key\n"
+                    "    client_auth: none\n"
+                    "    allowed_fingerprints: [" FP64 "]\n");
+    ck_assert_line(errs, "5:19: listeners[0].allowed_sans: only allowed with tls: true");
+    ck_assert_line(errs, "12:27: listeners[1]: allowed_sans/allowed_fingerprints pin client certificates; "
+                         "client_auth none asks for none");
+    free(errs);
+}
+END_TEST
+
+START_TEST(test_identity_and_tls_log)
+{
+    struct cdn_conf *c = load_ok(TLS_LISTENER);
+    ck_assert(!c->identity.client_cert_chain);
+    ck_assert(!c->identity.headers);
+    ck_assert_str_eq(c->identity.subject_header, "Client-Cert-Subject");
+    ck_assert_str_eq(c->identity.issuer_header, "Client-Cert-Issuer");
+    ck_assert_str_eq(c->identity.sans_header, "Client-Cert-SANs");
+    ck_assert_str_eq(c->identity.fingerprint_header, "Client-Cert-SHA256");
+    ck_assert_str_eq(c->identity.status_header, "Client-Cert-Status");
+    ck_assert_ptr_null(c->log.tls_failures);
+    cdn_conf_free(&c);
+    c = load_ok(TLS_LISTENER "identity:\n"
+                             "  client_cert_chain: true\n"
+                             "  headers: true\n"
+                             "  fingerprint_header: X-Edge-Fingerprint\n"
+                             "log:\n"
+                             "  tls_failures: logs/tls.log\n");
+    ck_assert(c->identity.client_cert_chain);
+    ck_assert(c->identity.headers);
+    ck_assert_str_eq(c->identity.fingerprint_header, "X-Edge-Fingerprint");
+    ck_assert_str_eq(c->identity.status_header, "Client-Cert-Status");
+    ck_assert_ptr_nonnull(strstr(c->log.tls_failures, "/logs/tls.log"));
+    cdn_conf_free(&c);
+    char *errs = load_err(TLS_LISTENER "identity:\n"
+                                       "  subject_header: 'Bad Header'\n"
+                                       "  chain: true\n");
+    ck_assert_line(errs,
+                   "11:19: identity.subject_header: expected a header name (a token), got \"Bad Header\"");
+    ck_assert_line(errs, "12:3: identity.chain: unknown key");
+    free(errs);
+}
+END_TEST
+
+START_TEST(test_sni_yaml)
+{
+    mkdir(tmp_path("ats"), 0700);
+    char *ats = write_file("ats/sni.yaml", "sni:\n"
+                                           "  - fqdn: edge.example\n"
+                                           "    verify_client: STRICT\n"
+                                           "    verify_client_ca_certs: edges-ca.pem\n"
+                                           "    ssl_cert_name: edge.pem\n"
+                                           "    ssl_key_name: /keys/edge.key\n"
+                                           "  - fqdn: '*.Health.example'\n"
+                                           "    verify_client: NONE\n");
+    struct cdn_conf *c = load_ok(TLS_LISTENER "sni_yaml: ats/sni.yaml\n"
+                                              "sni:\n"
+                                              "  - fqdn: inline.example\n"
+                                              "    verify_client: MODERATE\n");
+    ck_assert_uint_eq(c->nsni, 3);
+    ck_assert_str_eq(c->sni[0].fqdn, "inline.example"); /* inline rules first, whatever the key order */
+    ck_assert_str_eq(c->sni[1].fqdn, "edge.example");
+    ck_assert_int_eq(c->sni[1].verify_client, CDN_CLIENT_AUTH_REQUIRE);
+    char *want = cdn_xasprintf("%s/ats/edges-ca.pem", tmpdir); /* relative to the sni.yaml's folder */
+    ck_assert_str_eq(c->sni[1].ca_file, want);
+    free(want);
+    want = cdn_xasprintf("%s/ats/edge.pem", tmpdir);
+    ck_assert_str_eq(c->sni[1].certificate, want);
+    free(want);
+    ck_assert_str_eq(c->sni[1].key, "/keys/edge.key");
+    ck_assert_str_eq(c->sni[1].src, ats);
+    ck_assert_str_eq(c->sni[2].fqdn, "*.health.example");
+    ck_assert_str_eq(c->sni[0].src, c->path);
+    cdn_conf_free(&c);
+
+    /* unsupported ATS keys by name, at their position in the sni.yaml; a duplicate across files */
+    free(ats);
+    ats = write_file("ats/sni.yaml", "sni:\n"
+                                     "  - fqdn: inline.example\n"
+                                     "    tunnel_route: origin:443\n"
+                                     "  - fqdn: b.example\n"
+                                     "    http2: off\n"
+                                     "    valid_tls_versions_in: [TLSv1_2]\n"
+                                     "    host_sni_policy: PERMISSIVE\n"
+                                     "    ssl_cert_name: b.pem\n"
+                                     "    frobnicate: 1\n"
+                                     "    ip_allow:\n");
+    char *path = write_file("c.yaml", TLS_LISTENER "sni_yaml: ats/sni.yaml\n"
+                                                   "sni:\n"
+                                                   "  - fqdn: inline.example\n");
+    char *err = NULL;
+    ck_assert_int_eq(cdn_conf_load(path, &c, &err), -1);
+    char *line = cdn_xasprintf("%s:3:19: sni[0].tunnel_route: ATS sni.yaml key \"tunnel_route\" is not "
+                               "supported by cdn-node (see docs/MTLS.md)",
+                               ats);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    line =
+        cdn_xasprintf("%s:2:11: sni[0].fqdn: duplicate fqdn \"inline.example\" (also at %s:12:5)", ats, path);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    const char *names[] = {"http2", "valid_tls_versions_in", "host_sni_policy"};
+    for (size_t i = 0; i < 3; i++) {
+        line = cdn_xasprintf("sni[1].%s: ATS sni.yaml key \"%s\" is not supported", names[i], names[i]);
+        ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+        free(line);
+    }
+    line = cdn_xasprintf("%s:4:5: sni[1].ssl_key_name: ssl_cert_name and ssl_key_name go together", ats);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    line = cdn_xasprintf("%s:9:5: sni[1].frobnicate: unknown key", ats);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    line = cdn_xasprintf("%s:10:14: sni[1].ip_allow: ATS sni.yaml key \"ip_allow\" is not supported", ats);
+    ck_assert_msg(strstr(err, line) != NULL, "a refused key without a value: %s", err);
+    free(line);
+    free(err);
+
+    /* a missing file, and a file that is not an sni.yaml */
+    free(path);
+    path = write_file("c.yaml", TLS_LISTENER "sni_yaml: nowhere.yaml\n");
+    ck_assert_int_eq(cdn_conf_load(path, &c, &err), -1);
+    line = cdn_xasprintf("%s:10:11: sni_yaml: %s/nowhere.yaml: cannot open: No such file or directory", path,
+                         tmpdir);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    free(err);
+    free(ats);
+    ats = write_file("ats/sni.yaml", "- fqdn: a\n");
+    free(path);
+    path = write_file("c.yaml", TLS_LISTENER "sni_yaml: ats/sni.yaml\n");
+    ck_assert_int_eq(cdn_conf_load(path, &c, &err), -1);
+    line = cdn_xasprintf("%s:1:1: an ATS sni.yaml is a map with an \"sni\" sequence, got a sequence", ats);
+    ck_assert_msg(strstr(err, line) != NULL, "%s", err);
+    free(line);
+    free(err);
+    free(path);
+    free(ats);
+}
+END_TEST
+
+START_TEST(test_upstream_profiles)
+{
+    struct cdn_conf *c = load_ok("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                                 "remap:\n"
+                                 "  - map http://a/ https://b/ @upstream=p2\n"
+                                 "  - map http://c/ https://d/\n"
+                                 "  - map http://e/ https://f/ @upstream=p1\n"
+                                 "upstream:\n"
+                                 "  crl_file: default.crl\n"
+                                 "upstreams:\n"
+                                 "  - name: p1\n"
+                                 "    client_certificate: p1.crt\n"
+                                 "    client_key: p1.key\n"
+                                 "    verify: false\n"
+                                 "  - name: p2\n"
+                                 "    crl_file: /crl/p2.crl\n"
+                                 "    verify_server_policy: PERMISSIVE\n"
+                                 "    server_name: origin.example\n");
+    ck_assert_uint_eq(c->nupstreams, 2);
+    ck_assert_str_eq(c->upstreams[0].name, "p1");
+    ck_assert_ptr_nonnull(strstr(c->upstreams[0].client_certificate, "/p1.crt"));
+    ck_assert_int_eq(c->upstreams[0].verify_policy, CDN_VERIFY_DISABLED);
+    ck_assert(!c->upstreams[0].verify);
+    ck_assert_str_eq(c->upstreams[1].crl_file, "/crl/p2.crl");
+    ck_assert_int_eq(c->upstreams[1].verify_policy, CDN_VERIFY_PERMISSIVE);
+    ck_assert(c->upstreams[1].verify);
+    ck_assert_ptr_nonnull(strstr(c->upstream.crl_file, "/default.crl"));
+    ck_assert_ptr_null(c->upstream.name);
+    ck_assert_uint_eq(c->remap[0].upstream, 2); /* 1 + index */
+    ck_assert_uint_eq(c->remap[1].upstream, 0); /* upstream: */
+    ck_assert_uint_eq(c->remap[2].upstream, 1);
+    struct cdn_remap *r = NULL;
+    char *err = NULL;
+    ck_assert_msg(cdn_remap_new(c, &r, &err) == 0, "%s", err);
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[0]), &c->upstreams[1]);
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[1]), &c->upstream);
+    cdn_remap_free(&r);
+    cdn_conf_free(&c);
+
+    char *e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                       "remap:\n"
+                       "  - map http://a/ https://b/ @upstream=nope\n"
+                       "  - map http://a/ https://b/ @upstream=\n"
+                       "upstreams:\n"
+                       "  - name: p1\n"
+                       "    client_certificate: p1.crt\n"
+                       "  - name: p1\n"
+                       "  - crl_file: x.crl\n"
+                       "upstream:\n"
+                       "  name: default\n");
+    ck_assert_line(e, "3:5: remap[0]: @upstream=nope: no such profile in upstreams:");
+    ck_assert_line(e, "4:5: remap[1]: unknown option \"@upstream=\" (the only one is @upstream=NAME)");
+    ck_assert_line(e, "6:5: upstreams[0].client_key: missing required key (client_certificate is given)");
+    ck_assert_line(e, "8:11: upstreams[1].name: duplicate upstream name \"p1\" (also upstreams[0] at 6:5)");
+    ck_assert_line(e, "9:5: upstreams[2].name: missing required key");
+    ck_assert_line(e, "11:3: upstream.name: unknown key");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
+    e = load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                 "remap:\n"
+                 "  - map http://a/ https://b/ @upstream=p\n");
+    ck_assert_line(e,
+                   "3:5: remap[0]: @upstream=p: no such profile in upstreams: (there is no upstreams: list)");
+    free(e);
+}
+END_TEST
+
 START_TEST(test_cache_block)
 {
     struct cdn_conf *c = load_ok(min_yaml);
@@ -1003,6 +1281,10 @@ Suite *suite_conf(void)
     tcase_add_test(tc, test_docs_cover_every_key);
     tcase_add_test(tc, test_names_and_free);
     tcase_add_test(tc, test_cache_block);
+    tcase_add_test(tc, test_pins_and_log_only);
+    tcase_add_test(tc, test_identity_and_tls_log);
+    tcase_add_test(tc, test_sni_yaml);
+    tcase_add_test(tc, test_upstream_profiles);
     suite_add_tcase(s, tc);
     return s;
 }

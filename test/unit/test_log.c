@@ -195,6 +195,59 @@ START_TEST(reopen_after_rename)
 }
 END_TEST
 
+START_TEST(tls_failures_file)
+{
+    char dir[] = "/tmp/cdn-log-test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *errp = cdn_xasprintf("%s/error.log", dir), *tls = cdn_xasprintf("%s/tls.log", dir);
+    char *tls1 = cdn_xasprintf("%s.1", tls);
+    char *err = NULL;
+
+    /* without the key: the lines go to the error log */
+    struct cdn_conf_log lc = {.error = errp, .level = CDN_LOG_INFO};
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    ck_assert(!cdn_log_tls_failures_separate());
+    cdn_log_tls_failure("conn=%d reason=%s", 1, "unknown_ca");
+    cdn_log_close();
+    char *e = slurp(errp);
+    ck_assert_ptr_nonnull(strstr(e, "[info] conn=1 reason=unknown_ca\n"));
+    free(e);
+
+    /* with it: only there, one line each, and reopened after a rename */
+    lc.tls_failures = tls;
+    ck_assert_int_eq(cdn_log_open(&lc, &err), 0);
+    ck_assert(cdn_log_tls_failures_separate());
+    cdn_log_tls_failure("conn=%d reason=%s", 2, "revoked");
+    ck_assert_int_eq(rename(tls, tls1), 0);
+    ck_assert_int_eq(cdn_log_reopen(&err), 0);
+    cdn_log_tls_failure("conn=%d reason=%s", 3, "expired");
+    cdn_log_close();
+    char *t = slurp(tls), *t1 = slurp(tls1);
+    e = slurp(errp);
+    ck_assert_ptr_null(strstr(e, "conn=2"));
+    ck_assert_ptr_nonnull(strstr(t1, "Z conn=2 reason=revoked\n")); /* "<time> line" */
+    ck_assert_uint_eq(count_lines(t1), 1);
+    ck_assert_ptr_nonnull(strstr(t, "Z conn=3 reason=expired\n"));
+    ck_assert_uint_eq(count_lines(t), 1);
+    free(t);
+    free(t1);
+    free(e);
+
+    /* a TLS-failure log that cannot be opened refuses the whole set */
+    lc.tls_failures = (char *)"/nonexistent-dir/tls.log";
+    ck_assert_int_eq(cdn_log_open(&lc, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir/tls.log"));
+    free(err);
+    unlink(tls);
+    unlink(tls1);
+    unlink(errp);
+    ck_assert_int_eq(rmdir(dir), 0);
+    free(errp);
+    free(tls);
+    free(tls1);
+}
+END_TEST
+
 Suite *suite_log(void)
 {
     Suite *s = suite_create("log");
@@ -202,6 +255,7 @@ Suite *suite_log(void)
     tcase_add_test(tc, access_lines_all_written);
     tcase_add_test(tc, reopen_after_rename);
     tcase_add_test(tc, access_lines_dropped_when_writer_stalls);
+    tcase_add_test(tc, tls_failures_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -110,6 +110,22 @@ START_TEST(test_covers)
     ck_assert(!cdn_sni_policy_covers(&strict, true, &other)); /* another CA bundle */
     ck_assert(!cdn_sni_policy_covers(&strict, true, &crl));   /* another CRL */
     ck_assert(cdn_sni_policy_covers(&none, false, &none));
+
+    /* pins: a rule with other pins (or pins at all) than the connection's is stricter */
+    int pins_a, pins_b;
+    struct cdn_sni_policy pa = strict, pb = strict, lo = strict;
+    pa.pins = &pins_a;
+    pb.pins = &pins_b;
+    ck_assert(!cdn_sni_policy_covers(&strict, true, &pa));
+    ck_assert(!cdn_sni_policy_covers(&pb, true, &pa));
+    ck_assert(cdn_sni_policy_covers(&pa, true, &strict)); /* pinned may serve unpinned */
+    pb.pins = &pins_a;
+    ck_assert(cdn_sni_policy_covers(&pb, true, &pa)); /* the same pins (inherited from one place) */
+    /* log_only: enforced nothing but what was verified */
+    lo.log_only = true;
+    ck_assert(!cdn_sni_policy_covers(&lo, false, &strict2));
+    ck_assert(cdn_sni_policy_covers(&lo, true, &strict2));
+    ck_assert(cdn_sni_policy_covers(&lo, false, &none));
 }
 END_TEST
 
@@ -355,6 +371,43 @@ START_TEST(test_handshakes)
     ck_assert_ptr_nonnull(strstr(err, "sni[1] (fqdn 'secure.example')"));
     free(err);
     SSL_CTX_free(nctx);
+
+    /* pins: a rule's own, else the listener's when it keeps the listener's CA; log_only on a rule */
+    char *lsans[] = {(char *)"edge-1.example"}, *rsans[] = {(char *)"edge-2.example"};
+    struct cdn_conf_listener lp = lc;
+    lp.allowed_sans = (struct cdn_conf_strlist){lsans, 1};
+    struct cdn_conf_sni_rule prules[] = {
+        {.fqdn = (char *)"own.example", .verify_client = CDN_CLIENT_AUTH_REQUIRE, .allowed_sans = {rsans, 1}},
+        {.fqdn = (char *)"inherit.example", .verify_client = CDN_CLIENT_AUTH_REQUIRE, .log_only = true},
+        {.fqdn = (char *)"partner.example",
+         .verify_client = CDN_CLIENT_AUTH_REQUIRE,
+         .ca_file = (char *)pk("other-ca.crt")},
+        {.fqdn = (char *)"open.example", .verify_client = CDN_CLIENT_AUTH_NONE},
+    };
+    struct cdn_conf pconf = {.sni = prules, .nsni = 4};
+    SSL_CTX *pctx = cdn_tls_server_ctx_new(lp.certificate, lp.key, lp.client_auth, lp.ca_file, &err);
+    ck_assert_int_eq(cdn_tls_server_ctx_policy(pctx, &lp, &err), 0);
+    ck_assert_msg(cdn_sni_attach(pctx, &pconf, &lp, CDN_CLIENT_AUTH_REQUIRE, &t, &err) == 0, "%s", err);
+    ck_assert_ptr_eq(t->rules[0].pins, &prules[0]);
+    ck_assert_ptr_eq(t->rules[1].pins, &lp);
+    ck_assert(t->rules[1].log_only);
+    ck_assert_ptr_null(t->rules[2].pins); /* its own CA: the listener's pins name other certificates */
+    ck_assert_ptr_null(t->rules[3].pins);
+    ck_assert_ptr_eq(t->dflt.pins, &lp);
+    /* edge-client.crt has no SAN: refused under the pinned rules, not under partner's (other CA) */
+    ck_assert_int_eq(handshake(pctx, edge, "own.example", &rule), 0);
+    ck_assert_int_eq(handshake(pctx, edge, "inherit.example", &rule), 1); /* log_only lets it through */
+    ck_assert_int_eq(handshake(pctx, other, "partner.example", &rule), 1);
+    ck_assert_int_eq(handshake(pctx, edge, "plain.example", &rule), 0); /* the listener's pins */
+    SSL_CTX_free(pctx);
+    prules[3].log_only = true; /* log_only where nothing is asked for */
+    pctx = cdn_tls_server_ctx_new(lp.certificate, lp.key, lp.client_auth, lp.ca_file, &err);
+    ck_assert_int_eq(cdn_tls_server_ctx_policy(pctx, &lp, &err), 0);
+    ck_assert_int_eq(cdn_sni_attach(pctx, &pconf, &lp, CDN_CLIENT_AUTH_REQUIRE, &t, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "sni[3] (fqdn 'open.example')"));
+    ck_assert_ptr_nonnull(strstr(err, "log_only needs verify_client MODERATE or STRICT"));
+    free(err);
+    SSL_CTX_free(pctx);
 
     SSL_CTX_free(anon);
     SSL_CTX_free(edge);
