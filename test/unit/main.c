@@ -25,6 +25,7 @@ int main(void)
     srunner_add_suite(sr, suite_certcheck());
     srunner_add_suite(sr, suite_sni());
     srunner_add_suite(sr, suite_log());
+    srunner_add_suite(sr, suite_tunnel());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

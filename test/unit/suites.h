@@ -21,5 +21,6 @@ Suite *suite_admin(void);
 Suite *suite_certcheck(void);
 Suite *suite_sni(void);
 Suite *suite_log(void);
+Suite *suite_tunnel(void);
 
 #endif
