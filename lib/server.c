@@ -292,7 +292,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         add_expiry_series(s, "client", conf->upstream.client_certificate);
         add_expiry_series(s, "ca", conf->upstream.ca_file);
     }
-    if (remap_needs_tls(s->remap)) {
+    if (remap_needs_tls(s->remap) || conf->tunnel.nroutes > 0) { /* tunnel peers use it too */
         char *e = NULL;
         s->upstream_ctx = cdn_tls_client_ctx_new(&conf->upstream, &e);
         if (s->upstream_ctx == NULL) {
