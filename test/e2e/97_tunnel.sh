@@ -177,4 +177,22 @@ down=$(echo "$line" | sed -n 's/.*tunnel_down=\([0-9]*\).*/\1/p')
 [ "$down" -ge $N ] || fail "edge access log: tunnel_down=$down, want >= $N: $line"
 assert_contains "$line" "up=127.0.0.1:$RP" "edge access log line names the peer"
 
+
+# --- the roles' rules, through check-config ----------------------------------------------------------
+bad_config() { # ROLE WANT: check-config of $T/bad.yaml fails and says WANT
+    local rc=0
+    "$CDN_NODE" check-config --role "$1" --config "$T/bad.yaml" >"$T/out" 2>"$T/err" || rc=$?
+    [ "$rc" -ne 0 ] || fail "check-config accepted $(cat "$T/bad.yaml")"
+    assert_contains "$(cat "$T/err")" "$2" "check-config ($1)"
+}
+regional_config "$T/bad.yaml"
+printf 'tunnel:\n  listeners: [https]\n  routes: [{match: "x:1", peer: "r.test:443"}]\n' >>"$T/bad.yaml"
+bad_config regional "tunnel.routes: a regional connects to the service itself"
+regional_config "$T/bad.yaml"
+sed -i 's/client_auth: require/client_auth: none/' "$T/bad.yaml"
+printf 'tunnel:\n  listeners: [https]\n' >>"$T/bad.yaml"
+bad_config regional "a regional accepts CONNECT only from verified client certificates"
+printf 'role: edge\nlisteners: [{name: p, address: 127.0.0.1, port: 0}]\ntunnel: {listeners: [p]}\n' >"$T/bad.yaml"
+bad_config edge "an edge needs tunnel.routes"
+
 stop_all
