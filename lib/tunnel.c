@@ -49,7 +49,11 @@ void cdn_tunnel_start(struct cdn_tunnel *t, struct cdn_conn *a, struct cdn_conn 
     *t = (struct cdn_tunnel){.magic = CDN_TUNNEL_MAGIC, .a = a, .b = b, .idle_ms = idle_ms};
     cdn_conn_set_timeout(b, 0);
     cdn_conn_set_timeout(a, idle_ms);
-    /* read_start delivers READ for bytes already buffered, so nothing is relayed from inside this call */
+    /* A (re)start of reading delivers READ for bytes already buffered, from a callback rather than from
+     * inside this call. A side that is reading already would not: it may hold bytes that came with the
+     * answer head (a service that speaks first), and no new read may ever come to deliver them. */
+    cdn_conn_read_stop(a);
+    cdn_conn_read_stop(b);
     cdn_conn_read_start(a);
     cdn_conn_read_start(b);
 }

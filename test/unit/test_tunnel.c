@@ -86,7 +86,9 @@ struct endpoint { /* X or Y: writes `send` pattern bytes, checks what it receive
     size_t reply;
     size_t got, mismatch;
     bool eof;
-    bool paused; /* Y: does not read until resumed */
+    bool paused;       /* Y: does not read until resumed */
+    size_t banner;     /* Y: written at accept, before anything is read */
+    size_t shut_after; /* X: half-close once this much arrived (0: never) */
 };
 
 static struct world {
@@ -95,6 +97,8 @@ static struct world {
     struct cdn_conn *a, *b;
     struct cdn_tunnel t;
     bool b_open, started;
+    bool start_on_b_read; /* start only once B has read bytes (left unconsumed, B still reading) */
+    bool b_ready;
     uint64_t idle_ms;
     enum cdn_tunnel_result result;
     unsigned results;
@@ -126,6 +130,10 @@ static void ep_take(struct endpoint *e)
     }
     e->got += n;
     cdn_buf_consume(&e->c->in, n);
+    if (e->shut_after > 0 && e->got >= e->shut_after) {
+        e->shut_after = 0;
+        cdn_conn_shutdown(e->c);
+    }
 }
 
 static void on_ep(struct cdn_conn *c, enum cdn_conn_event ev, int status)
@@ -162,7 +170,7 @@ static void on_ep(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 
 static void maybe_start(void)
 {
-    if (w.started || w.a == NULL || !w.b_open)
+    if (w.started || w.a == NULL || !w.b_open || (w.start_on_b_read && !w.b_ready))
         return;
     w.started = true;
     cdn_tunnel_start(&w.t, w.a, w.b, w.idle_ms);
@@ -172,10 +180,17 @@ static void on_side(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 {
     if (c == w.b && ev == CDN_CONN_EV_OPEN) {
         w.b_open = true;
-        maybe_start();
+        if (!w.start_on_b_read)
+            maybe_start();
         return;
     }
     if (!w.started) {
+        if (c == w.b && ev == CDN_CONN_EV_READ && w.start_on_b_read) {
+            w.b_ready = true;
+            maybe_start(); /* as the edge does when the peer's 200 and the service's first bytes came together
+                            */
+            return;
+        }
         if (ev == CDN_CONN_EV_READ)
             cdn_conn_read_stop(c); /* kept until the tunnel starts */
         else
@@ -219,6 +234,8 @@ static void on_conn_y(uv_stream_t *l, int status)
     ck_assert_ptr_nonnull(w.y.c);
     if (w.y.paused)
         cdn_conn_read_stop(w.y.c);
+    if (w.y.banner > 0)
+        cdn_conn_write(w.y.c, pat, w.y.banner);
     uv_close((uv_handle_t *)&w.ly, NULL);
 }
 
@@ -342,6 +359,24 @@ START_TEST(buffered_bytes_relayed_first)
 }
 END_TEST
 
+/* Y speaks first, and the tunnel starts while B is reading with Y's bytes still in its buffer (the
+edge's case when the service's first bytes come with the peer's 200): they must reach X without any
+further read on B. X half-closes once it has them. */
+START_TEST(bytes_buffered_on_a_reading_side)
+{
+    world_start(5000);
+    w.start_on_b_read = true;
+    w.y.banner = 1000;
+    w.x.shut_after = 1000;
+    world_connect();
+    run_loop();
+    ck_assert_int_eq(w.result, CDN_TUNNEL_DONE);
+    ck_assert_uint_eq(w.x.got, 1000);
+    ck_assert_uint_eq(w.x.mismatch, SIZE_MAX);
+    ck_assert(w.y.eof);
+}
+END_TEST
+
 Suite *suite_tunnel(void)
 {
     Suite *s = suite_create("tunnel");
@@ -352,6 +387,7 @@ Suite *suite_tunnel(void)
     tcase_add_test(tc, backpressure_bounds_buffering);
     tcase_add_test(tc, idle_timeout);
     tcase_add_test(tc, buffered_bytes_relayed_first);
+    tcase_add_test(tc, bytes_buffered_on_a_reading_side);
     suite_add_tcase(s, tc);
     return s;
 }
