@@ -48,15 +48,20 @@ XP=$(port_of echo tcp)
 FP=$(port_of fakepeer tcp)
 
 regional_config "$T/regional.yaml"
+# a second tunnel listener where the certificate is only requested: CONNECT needs one all the same
+sed -i '/ca_file: pki\/ca.crt/a\
+  - {name: maybe, address: 127.0.0.1, port: 0, tls: true, certificate: pki/regional.crt,\
+     key: pki/regional.key, client_auth: request, ca_file: pki/ca.crt}' "$T/regional.yaml"
 cat >>"$T/regional.yaml" <<EOF2
 log:
   access: regional.access
 tunnel:
-  listeners: [https]
+  listeners: [https, maybe]
   connect_ports: [443, $SP, $XP]
 EOF2
 start_node regional regional "$T/regional.yaml"
 RP=$(port_of regional https)
+MP=$(port_of regional maybe)
 
 cat >"$T/edge.yaml" <<EOF2
 role: edge
@@ -83,11 +88,12 @@ admin:
 log:
   access: edge.access
 tunnel:
+  idle_timeout: 2s
   listeners: [proxy, https]
   routes:
     - match: 'localhost:[0-9]+'
       peer: 127.0.0.1:$RP
-    - match: '(split200|slow)[.]test:443'
+    - match: '(split200|slow|speak)[.]test:443'
       peer: 127.0.0.1:$FP
     - match: 'nowhere[.]invalid:443'
       peer: 127.0.0.1:$RP
@@ -148,6 +154,12 @@ out=$( (printf "$req"; sleep 1) | timeout 10 openssl s_client -connect "127.0.0.
     -cert "$PKI/edge-client.crt" -key "$PKI/edge-client.key" 2>&1 || true)
 assert_contains "$out" "HTTP/1.1 200 Connection Established" "CONNECT to the regional with edge-client.crt"
 
+# on a listener that only requests a certificate, a CONNECT without one is refused with 403
+out=$( (printf "$req"; sleep 1) | timeout 10 openssl s_client -connect "127.0.0.1:$MP" -CAfile "$PKI/ca.crt" 2>&1 ||
+    true)
+assert_contains "$out" "HTTP/1.1 403 Forbidden" "CONNECT without a certificate on a client_auth: request listener"
+log_has regional "no verified client certificate" || fail "regional log: no reason for the certificate refusal"
+
 # --- a peer's answers, split over reads ------------------------------------------------------------
 out=$(timeout 20 python3 "$H" client "$PP" slow.test:443 raw)
 assert_contains "$out" "HTTP/1.1 429 Slow Down" "a peer's 429 passed to the client"
@@ -155,6 +167,14 @@ assert_contains "$out" "Connection: close" "a peer's 429 passed to the client"
 out=$(timeout 20 python3 "$H" client "$PP" split200.test:443 raw)
 assert_eq "$out" "$(printf 'HTTP/1.1 200 Connection Established\r\n\r\nbanner-from-peer')" \
     "a 200 in three pieces, then the peer's first bytes"
+
+out=$(timeout 20 python3 "$H" client "$PP" speak.test:443 banner) ||
+    fail "the service's first bytes, sent with the peer's 200, did not arrive: $out"
+
+# --- idle: nothing either way for tunnel.idle_timeout (2 s here) closes the tunnel ------------------
+out=$(timeout 20 python3 "$H" client "$PP" "localhost:$XP" idle)
+secs=$(echo "$out" | sed -n 's/^closed after \([0-9]*\)\..*/\1/p')
+[ -n "$secs" ] && [ "$secs" -ge 1 ] && [ "$secs" -le 8 ] || fail "idle tunnel: $out (want closed after about 2 s)"
 
 # --- half-close: the echo service answers only after it saw the client's EOF -----------------------
 out=$(timeout 20 python3 "$H" client "$PP" "localhost:$XP" halfclose) || fail "half-close: $out"
@@ -165,12 +185,13 @@ stats=$(curl -sS "http://127.0.0.1:$AP/stats")
 python3 - "$stats" "$N" <<'PYEOF' || fail "edge /stats: tunnel counters wrong: $stats"
 import json, sys
 j, n = json.loads(sys.argv[1]), int(sys.argv[2])
-ok = (j["tunnels"] >= 4 and j["tunnels_active"] == 0 and j["tunnel_bytes_down"] >= n
+ok = (j["tunnels"] >= 6 and j["tunnels_active"] == 0 and j["tunnel_bytes_down"] >= n
       and j["tunnel_bytes_up"] >= 1 << 20 and j["tunnel_refused_no_route"] == 1
       and j["tunnel_failed_peer"] >= 3)
 sys.exit(0 if ok else 1)
 PYEOF
-access_count edge 6 >/dev/null
+access_count edge 8 >/dev/null
+grep -q "CONNECT localhost:$XP .*end=idle-timeout" "$T/edge.access" || fail "edge access log: no idle-timeout line"
 line=$(grep "CONNECT localhost:$SP " "$T/edge.access" | head -1)
 assert_contains "$line" "tunnel_down=" "edge access log line of the 100 MiB tunnel"
 down=$(echo "$line" | sed -n 's/.*tunnel_down=\([0-9]*\).*/\1/p')

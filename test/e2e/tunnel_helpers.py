@@ -7,11 +7,13 @@
   tunnel_helpers.py peer PORTFILE CERT KEY
       a fake tunnel peer (TLS, no client certificate asked): answers CONNECT split200.test:443 with a
       200 head cut into three writes followed by "banner-from-peer\\n" and a close, and CONNECT
-      slow.test:443 with "429 Slow Down" cut into three writes.
+      slow.test:443 with "429 Slow Down" cut into three writes, and CONNECT speak.test:443 with a 200
+      and "banner-from-peer\\n" in one write, keeping the connection open until the client closes.
   tunnel_helpers.py client PROXY_PORT TARGET MODE
       a CONNECT client through a proxy. MODE halfclose: sends 1 MiB, shuts its write side, prints
       what came back (checked against the echo service's answer). MODE raw: prints everything
-      received until EOF.
+      received until EOF. MODE banner: waits (5 s at most) for "banner-from-peer\\n" without sending
+      anything. MODE idle: after the 200, sends nothing and prints how long until the proxy closed.
 """
 import hashlib
 import os
@@ -65,6 +67,13 @@ def peer_conn(ctx, raw):
         line = head.split(b"\r\n", 1)[0]
         if line.startswith(b"CONNECT split200.test:443 "):
             parts = [b"HTTP/1.1 200 Conn", b"ection Established\r\n", b"\r\nbanner-from-peer\n"]
+        elif line.startswith(b"CONNECT speak.test:443 "):
+            # the service's first bytes come with the answer head: nothing else will arrive to push them
+            c.sendall(b"HTTP/1.1 200 OK\r\n\r\nbanner-from-peer\n")
+            while c.recv(4096):
+                pass
+            c.close()
+            return
         elif line.startswith(b"CONNECT slow.test:443 "):
             parts = [b"HTTP/1.1 42", b"9 Slow Down\r\nContent-Le", b"ngth: 0\r\n\r\n"]
         else:
@@ -99,7 +108,26 @@ def client(port, target, mode):
             out += b
         sys.stdout.buffer.write(out)
         return 0
+    if mode == "banner":
+        c.settimeout(5)
+        out = b""
+        try:
+            while b"banner-from-peer\n" not in out:
+                b = c.recv(4096)
+                if not b:
+                    break
+                out += b
+        except socket.timeout:
+            pass
+        sys.stdout.buffer.write(out)
+        return 0 if b"banner-from-peer\n" in out else 1
     head = read_head(c)
+    if mode == "idle":
+        t0 = time.monotonic()
+        while c.recv(4096):
+            pass
+        print("closed after %.1f s; head %r" % (time.monotonic() - t0, head.split(b"\r\n", 1)[0]))
+        return 0
     if head is None or not head.startswith(b"HTTP/1.1 200 "):
         print("no 200 to CONNECT: %r" % head)
         return 1
