@@ -234,6 +234,12 @@ static void tunnel_event(struct cdn_session *s, struct cdn_conn *c, enum cdn_con
             establish(s);
             return;
         }
+        if (c->ssl != NULL && conf->upstream.verify_policy == CDN_VERIFY_PERMISSIVE &&
+            SSL_get_verify_result(c->ssl) != X509_V_OK) /* as for upstream fetches: let through, say so */
+            cdn_log(CDN_LOG_WARN,
+                    "tunnel peer %s: certificate not verified (%s); connecting anyway (verify_server_policy: "
+                    "PERMISSIVE)",
+                    s->up_name, X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
         /* authority-form, as the client sent it; Via lets a misrouted loop be seen in the logs */
         snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nVia: 1.%d %s\r\n\r\n", s->path,
                  s->path, s->minor, s->w->srv->via);

@@ -215,5 +215,8 @@ printf 'tunnel:\n  listeners: [https]\n' >>"$T/bad.yaml"
 bad_config regional "a regional accepts CONNECT only from verified client certificates"
 printf 'role: edge\nlisteners: [{name: p, address: 127.0.0.1, port: 0}]\ntunnel: {listeners: [p]}\n' >"$T/bad.yaml"
 bad_config edge "an edge needs tunnel.routes"
+printf 'role: edge\nlisteners: [{name: p, address: 127.0.0.1, port: 0}]\ntunnel: {listeners: [p], routes: [{match: "x:1", peer: "r.test:443"}]}\n' >"$T/warn.yaml"
+"$CDN_NODE" check-config --config "$T/warn.yaml" >"$T/out" 2>"$T/err" || fail "check-config warn.yaml: $(cat "$T/err")"
+assert_contains "$(cat "$T/err")" "no upstream.client_certificate" "check-config of an edge routing tunnels without a client certificate"
 
 stop_all
