@@ -288,7 +288,7 @@ int cdn_server_init(struct cdn_server *s, struct cdn_conf *conf, const struct cd
         add_expiry_series(s, "ca", conf->sni[i].ca_file);
         add_expiry_series(s, "crl", conf->sni[i].crl_file);
     }
-    if (remap_needs_tls(s->remap)) {
+    if (remap_needs_tls(s->remap) || conf->tunnel.nroutes > 0) {
         add_expiry_series(s, "client", conf->upstream.client_certificate);
         add_expiry_series(s, "ca", conf->upstream.ca_file);
     }
