@@ -105,7 +105,7 @@ AP=$(port_of edge admin)
 
 # --- 100 MiB through edge -> regional -> service, intact, memory bounded ---------------------------
 t0=$(date +%s%N)
-curl -sS -p -x "http://127.0.0.1:$PP" --cacert "$PKI/ca.crt" -o "$T/big.got" "https://localhost:$SP/big" ||
+curl -sS --max-time 60 -p -x "http://127.0.0.1:$PP" --cacert "$PKI/ca.crt" -o "$T/big.got" "https://localhost:$SP/big" ||
     fail "100 MiB through the tunnel: curl exit $?"
 t1=$(date +%s%N)
 assert_eq "$(sha256_of "$T/big.got")" "$want" "sha256 of 100 MiB through the tunnel"
@@ -127,13 +127,13 @@ for name in edge regional; do
 done
 
 # the same through the edge's TLS listener (an HTTPS proxy: TLS inside TLS on the client side)
-body=$(curl -sS -p -x "https://127.0.0.1:$EP" --proxy-cacert "$PKI/ca.crt" --cacert "$PKI/ca.crt" \
+body=$(curl -sS --max-time 20 -p -x "https://127.0.0.1:$EP" --proxy-cacert "$PKI/ca.crt" --cacert "$PKI/ca.crt" \
     "https://localhost:$SP/small") || fail "through the edge's TLS listener: curl exit $?"
 assert_eq "$body" "small file" "a file through the edge's TLS listener (TLS inside TLS)"
 
 # --- refusals --------------------------------------------------------------------------------------
 connect_code() { # TARGET: the proxy's status for CONNECT TARGET through the edge's plain listener
-    curl -sS -p -x "http://127.0.0.1:$PP" --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_connect}' \
+    curl -sS --max-time 20 -p -x "http://127.0.0.1:$PP" --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_connect}' \
         "https://$1/" 2>>"$T/curl.err" || true
 }
 assert_eq "$(connect_code localhost:1)" 403 "CONNECT to a port outside the regional's connect_ports"
@@ -150,12 +150,12 @@ out=$(printf "$req" | timeout 10 openssl s_client -connect "127.0.0.1:$RP" -CAfi
 assert_contains "$out" "alert certificate required" "CONNECT to the regional without a certificate"
 assert_not_contains "$out" "HTTP/1.1 200" "CONNECT to the regional without a certificate"
 # ...and the control: with the edge's client certificate the regional answers 200
-out=$( (printf "$req"; sleep 1) | timeout 10 openssl s_client -connect "127.0.0.1:$RP" -CAfile "$PKI/ca.crt" \
+out=$( (printf "$req"; sleep 2) | timeout 10 openssl s_client -connect "127.0.0.1:$RP" -CAfile "$PKI/ca.crt" \
     -cert "$PKI/edge-client.crt" -key "$PKI/edge-client.key" 2>&1 || true)
 assert_contains "$out" "HTTP/1.1 200 Connection Established" "CONNECT to the regional with edge-client.crt"
 
 # on a listener that only requests a certificate, a CONNECT without one is refused with 403
-out=$( (printf "$req"; sleep 1) | timeout 10 openssl s_client -connect "127.0.0.1:$MP" -CAfile "$PKI/ca.crt" 2>&1 ||
+out=$( (printf "$req"; sleep 2) | timeout 10 openssl s_client -connect "127.0.0.1:$MP" -CAfile "$PKI/ca.crt" 2>&1 ||
     true)
 assert_contains "$out" "HTTP/1.1 403 Forbidden" "CONNECT without a certificate on a client_auth: request listener"
 log_has regional "no verified client certificate" || fail "regional log: no reason for the certificate refusal"
