@@ -109,11 +109,14 @@ static void pass_peer_status(struct cdn_session *s, const struct cdn_http_respon
             (unsigned long long)s->down->id, s->down->peer, s->path, s->up_name, res->status, reason);
     char body[256];
     int blen = snprintf(body, sizeof(body), "%d %s (from tunnel peer %s)\n", res->status, reason, s->up_name);
-    char head[512];
+    if (blen >= (int)sizeof(body)) /* a long peer name: the body is cut, never overread */
+        blen = (int)sizeof(body) - 1;
+    char head[512]; /* the reason is at most 127 bytes: this always fits */
     int hlen = snprintf(head, sizeof(head),
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                         res->status, reason, proxy_http_date(), blen);
+    CDN_ASSERT(hlen > 0 && hlen < (int)sizeof(head));
     cdn_conn_write(s->down, head, (size_t)hlen);
     cdn_conn_write(s->down, body, (size_t)blen);
     s->status = res->status;
