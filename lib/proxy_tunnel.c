@@ -230,7 +230,7 @@ static void tunnel_event(struct cdn_session *s, struct cdn_conn *c, enum cdn_con
         return;
     }
     const struct cdn_conf *conf = proxy_conf(s);
-    char line[600];
+    char line[1024]; /* two targets of at most 263 bytes, the Via pseudonym (64) and the rest */
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         if (!s->pt.via_peer) {
