@@ -155,3 +155,9 @@ build/evict-bench: build/rel/obj/bench/evict_bench.o build/rel/obj/cache/evict.o
 bench: bench-cache
 bench-cache:
 	bash bench/cache_hit.sh
+
+# CONNECT tunnel relay throughput, 100 MiB through edge -> regional -> TLS service vs direct (bench/tunnel.sh).
+.PHONY: bench-tunnel
+bench: bench-tunnel
+bench-tunnel: build/cdn-node
+	bash bench/tunnel.sh

@@ -397,6 +397,48 @@ static const struct conf_cmd admin_cmds[] = {
     {0}};
 #undef AD
 
+/* ---- tunnel: (CONNECT tunnels; docs/TUNNELS.md) ---- */
+
+static conf_handler set_tunnel_listeners, set_tunnel_routes, set_connect_ports;
+
+#define TR(f) offsetof(struct cdn_conf_tunnel_route, f)
+static const struct conf_cmd tunnel_route_cmds[] = {{.key = "match",
+                                                     .type = CT_STR,
+                                                     .offset = TR(match),
+                                                     .flags = CMD_REQUIRED | CMD_POS,
+                                                     .pos_offset = TR(match_pos)},
+                                                    {.key = "peer",
+                                                     .type = CT_STR,
+                                                     .offset = TR(peer),
+                                                     .flags = CMD_REQUIRED,
+                                                     .check = check_hostport,
+                                                     .what = "host:port (an IPv6 address as [::1]:443)"},
+                                                    {0}};
+#undef TR
+
+#define TU(f) offsetof(struct cdn_conf_tunnel, f)
+static const struct conf_cmd tunnel_cmds[] = {
+    {.key = "listeners",
+     .type = CT_CUSTOM,
+     .handler = set_tunnel_listeners,
+     .flags = CMD_POS,
+     .pos_offset = TU(listeners_pos),
+     .what = "a sequence of listener names"},
+    {.key = "routes",
+     .type = CT_CUSTOM,
+     .handler = set_tunnel_routes,
+     .sub = tunnel_route_cmds,
+     .flags = CMD_SEQ | CMD_POS,
+     .pos_offset = TU(routes_pos),
+     .what = "a sequence of {match: REGEX, peer: host:port} maps"},
+    {.key = "connect_ports",
+     .type = CT_CUSTOM,
+     .handler = set_connect_ports,
+     .what = "a non-empty sequence of ports 1..65535"},
+    {.key = "idle_timeout", .type = CT_MSEC, .offset = TU(idle_timeout_ms)},
+    {0}};
+#undef TU
+
 static const struct conf_cmd top_cmds[] = {
     {.key = "role",
      .type = CT_CUSTOM,
@@ -472,6 +514,12 @@ static const struct conf_cmd top_cmds[] = {
      .sub = cache_cmds,
      .flags = CMD_POS,
      .pos_offset = C(cache.pos)},
+    {.key = "tunnel",
+     .type = CT_MAP,
+     .offset = C(tunnel),
+     .sub = tunnel_cmds,
+     .flags = CMD_POS,
+     .pos_offset = C(tunnel.pos)},
     {0}};
 #undef C
 
@@ -1497,6 +1545,187 @@ static void upstream_check(struct loader *ld, const struct node *map, const char
     u->verify = u->verify_policy != CDN_VERIFY_DISABLED;
 }
 
+static void set_tunnel_listeners(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                                 const char *key, void *base)
+{
+    struct cdn_conf_tunnel *t = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    t->listeners = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        if (e->kind == NODE_BAD)
+            continue;
+        if (e->kind != NODE_SCALAR || is_null(e) || memchr(e->str, '\0', e->len) != NULL ||
+            !check_name(e->str)) {
+            char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+            conf_err(ld, e->pos, ikey, "expected a listener name, got %s", describe(e, &sh));
+            free(ikey);
+            continue;
+        }
+        t->listeners[t->nlisteners++] = cdn_xstrdup(e->str);
+    }
+}
+
+/* Splits "host:port" (checked by check_hostport) into its parts; IPv6 loses its brackets. */
+static void split_hostport(const char *hp, char **host, int *port)
+{
+    const char *colon = strrchr(hp, ':');
+    size_t hl = (size_t)(colon - hp);
+    if (hl >= 2 && hp[0] == '[' && hp[hl - 1] == ']') {
+        hp++;
+        hl -= 2;
+    }
+    *host = cdn_xstrndup(hp, hl);
+    *port = atoi(colon + 1);
+}
+
+static void set_tunnel_routes(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                              const char *key, void *base)
+{
+    struct cdn_conf_tunnel *t = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    t->routes = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*t->routes));
+    t->nroutes = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_tunnel_route *r = &t->routes[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+
+        r->pos = e->pos;
+        if (e->kind == NODE_MAP)
+            walk_map(ld, e, ikey, cmd->sub, r, seen);
+        else if (e->kind != NODE_BAD)
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        if (r->match != NULL) {
+            /* Anchoring is done at match time (the match must span the whole target), not by wrapping
+             * the text in ^(...)$, which a stray ')' in the pattern could escape. */
+            int rc = regcomp(&r->re, r->match, REG_EXTENDED | REG_ICASE);
+            if (rc != 0) {
+                char ebuf[160];
+                regerror(rc, &r->re, ebuf, sizeof(ebuf));
+                char *mkey = cdn_xasprintf("%s.match", ikey);
+                conf_err(ld, r->match_pos, mkey, "bad regular expression: %s", ebuf);
+                free(mkey);
+            } else {
+                r->compiled = true;
+            }
+        }
+        if (r->peer != NULL)
+            split_hostport(r->peer, &r->peer_host, &r->peer_port);
+        free(ikey);
+    }
+}
+
+static void set_connect_ports(struct loader *ld, const struct conf_cmd *cmd, const struct node *v,
+                              const char *key, void *base)
+{
+    struct cdn_conf_tunnel *t = base;
+    struct shown sh;
+
+    if (v->kind != NODE_SEQ || v->nitems == 0) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    t->connect_ports = cdn_xcalloc(v->nitems, sizeof(int));
+    for (size_t i = 0; i < v->nitems; i++) {
+        const struct node *e = v->items[i];
+        uint64_t u = 0;
+        if (e->kind == NODE_BAD)
+            continue;
+        if (e->kind != NODE_SCALAR || memchr(e->str, '\0', e->len) != NULL || !parse_uint(e->str, &u) ||
+            u < 1 || u > 65535) {
+            char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+            conf_err(ld, e->pos, ikey, "expected a port 1..65535, got %s", describe(e, &sh));
+            free(ikey);
+            continue;
+        }
+        t->connect_ports[t->nconnect_ports++] = (int)u;
+    }
+}
+
+/* Rules across keys, once the whole file is read: named listeners exist, and routes have somewhere to
+ * be used. Which tier may route and which needs client certificates is the roles' to say. */
+static void tunnel_check(struct loader *ld, struct cdn_conf *conf)
+{
+    struct cdn_conf_tunnel *t = &conf->tunnel;
+    if (t->idle_timeout_ms == 0)
+        t->idle_timeout_ms = 300000;
+    for (size_t i = 0; i < t->nlisteners; i++) {
+        size_t j = 0;
+        while (j < conf->nlisteners && strcmp(conf->listeners[j].name, t->listeners[i]) != 0)
+            j++;
+        if (j == conf->nlisteners) {
+            char *ikey = cdn_xasprintf("tunnel.listeners[%zu]", i);
+            conf_err(ld, t->listeners_pos, ikey, "no listener is named \"%s\"", t->listeners[i]);
+            free(ikey);
+        }
+    }
+    if (t->nroutes > 0 && t->nlisteners == 0)
+        conf_err(ld, t->routes_pos, "tunnel.routes",
+                 "routes need tunnel.listeners (the listeners that accept CONNECT)");
+}
+
+static void tunnel_conf_free(struct cdn_conf_tunnel *t)
+{
+    for (size_t i = 0; i < t->nlisteners; i++)
+        free(t->listeners[i]);
+    free(t->listeners);
+    for (size_t i = 0; i < t->nroutes; i++) {
+        struct cdn_conf_tunnel_route *r = &t->routes[i];
+        if (r->compiled)
+            regfree(&r->re);
+        free(r->match);
+        free(r->peer);
+        free(r->peer_host);
+    }
+    free(t->routes);
+    free(t->connect_ports);
+}
+
+bool cdn_conf_tunnel_listener(const struct cdn_conf *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->tunnel.nlisteners; i++) {
+        if (strcmp(conf->tunnel.listeners[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool cdn_conf_tunnel_port_allowed(const struct cdn_conf *conf, int port)
+{
+    if (conf->tunnel.nconnect_ports == 0)
+        return port == 443;
+    for (size_t i = 0; i < conf->tunnel.nconnect_ports; i++) {
+        if (conf->tunnel.connect_ports[i] == port)
+            return true;
+    }
+    return false;
+}
+
+const struct cdn_conf_tunnel_route *cdn_conf_tunnel_route(const struct cdn_conf *conf, const char *target)
+{
+    size_t len = strlen(target);
+    for (size_t i = 0; i < conf->tunnel.nroutes; i++) {
+        const struct cdn_conf_tunnel_route *r = &conf->tunnel.routes[i];
+        regmatch_t m[1];
+        /* POSIX matching is leftmost-longest: a match of the whole target, if any, is the one found */
+        if (r->compiled && regexec(&r->re, target, 1, m, 0) == 0 && m[0].rm_so == 0 &&
+            (size_t)m[0].rm_eo == len)
+            return r;
+    }
+    return NULL;
+}
+
 static void upstream_post(struct loader *ld, const struct node *map, const char *key, void *base,
                           const struct node *const *seen)
 {
@@ -1708,6 +1937,7 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
     conf->limits.max_headers = 100;
     conf->log.level = CDN_LOG_INFO;
     walk_map(&ld, root, "", top_cmds, conf, seen);
+    tunnel_check(&ld, conf);
     if (conf->sni_yaml != NULL)
         load_sni_yaml(&ld, conf); /* after the inline rules, whatever the key order */
     if (ld.remap_upstream != NULL)
@@ -1813,6 +2043,7 @@ void cdn_conf_free(struct cdn_conf **confp)
     free(conf->identity.fingerprint_header);
     free(conf->identity.status_header);
     free(conf->sni);
+    tunnel_conf_free(&conf->tunnel);
     free(conf->via);
     free(conf->path);
     free(conf);

@@ -6,6 +6,7 @@
 #ifndef CDN_CONF_H
 #define CDN_CONF_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -140,6 +141,29 @@ struct cdn_conf_cache {
     struct cdn_conf_pos pos;
 };
 
+/* One CONNECT route of an edge (ATS tls_bridge: a destination regex and the peer that carries it). */
+struct cdn_conf_tunnel_route {
+    char *match; /* POSIX extended regex, case-insensitive, matched against the whole "host:port" */
+    regex_t re;  /* compiled match; valid when compiled */
+    bool compiled;
+    char *peer;      /* "host:port" of the peer node (a regional); required */
+    char *peer_host; /* peer without the port (IPv6 without brackets) */
+    int peer_port;
+    struct cdn_conf_pos pos, match_pos;
+};
+
+/* CONNECT tunnels (docs/TUNNELS.md). Off unless listeners names at least one listener. */
+struct cdn_conf_tunnel {
+    char **listeners; /* names of the listeners that accept CONNECT */
+    size_t nlisteners;
+    struct cdn_conf_tunnel_route *routes; /* edge: tried in order, the first match wins */
+    size_t nroutes;
+    int *connect_ports; /* regional: ports a tunnel may reach; none given = {443} */
+    size_t nconnect_ports;
+    uint64_t idle_timeout_ms; /* no byte either way for this long closes a tunnel; default 5m */
+    struct cdn_conf_pos pos, listeners_pos, routes_pos;
+};
+
 struct cdn_conf {
     char *path;
     enum cdn_role_kind role;
@@ -168,6 +192,7 @@ struct cdn_conf {
     char *sni_yaml; /* an ATS sni.yaml whose rules follow the inline sni: ones; NULL = none */
     struct cdn_conf_pos sni_yaml_pos;
     struct cdn_conf_identity identity;
+    struct cdn_conf_tunnel tunnel;
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with cdn_conf_free).
@@ -179,6 +204,12 @@ void cdn_conf_free(struct cdn_conf **conf);
 enum cdn_role_kind cdn_conf_role_parse(const char *s);
 const char *cdn_conf_role_name(enum cdn_role_kind r);
 const char *cdn_conf_client_auth_name(int level);
+
+/* Tunnels: is the listener named name one that accepts CONNECT? Is port a port tunnels may reach?
+ * Which route (first match) does target "host:port" take; NULL = none. */
+bool cdn_conf_tunnel_listener(const struct cdn_conf *conf, const char *name);
+bool cdn_conf_tunnel_port_allowed(const struct cdn_conf *conf, int port);
+const struct cdn_conf_tunnel_route *cdn_conf_tunnel_route(const struct cdn_conf *conf, const char *target);
 
 /* Calls cb once for every key the loader accepts, as a path such as "listeners[].port" or "timeouts.body",
  * parents before children. The path is valid only during the call. Lets a test check that docs/CONFIG.md

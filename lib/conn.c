@@ -113,6 +113,7 @@ static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, c
 
 static void start_write(struct cdn_conn *c);
 static void finish_end(struct cdn_conn *c);
+static void send_fin(struct cdn_conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -137,6 +138,8 @@ static void on_write(uv_write_t *req, int status)
             finish_end(c);
         return;
     }
+    if (c->wshut && !c->writing)
+        send_fin(c);
     if (c->want_drain && cdn_conn_pending(c) < CDN_CONN_LOW_WATER) {
         c->want_drain = 0;
         emit(c, CDN_CONN_EV_DRAIN, 0);
@@ -195,7 +198,7 @@ static void tls_write(struct cdn_conn *c, const char *s, size_t n)
 void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
-    if (c->closing || c->ending || n == 0)
+    if (c->closing || c->ending || c->wshut || n == 0)
         return;
     c->bytes_out += n;
     if (c->sink)
@@ -220,7 +223,7 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
 void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
-    if (c->ssl == NULL || !c->tls_done || c->sink || c->closing || c->ending || n == 0) {
+    if (c->ssl == NULL || !c->tls_done || c->sink || c->closing || c->ending || c->wshut || n == 0) {
         cdn_conn_write(c, p, n);
         return;
     }
@@ -526,8 +529,18 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 
 static void finish_end(struct cdn_conn *c)
 {
-    if (c->shut_sent || c->closing)
+    if (c->closing)
         return;
+    if (c->shut_sent) { /* half-closed before: nothing left to send */
+        if (c->eof) {
+            cdn_conn_close(c);
+            return;
+        }
+        uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+        if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+        return;
+    }
     c->shut_sent = 1;
     c->sreq.data = c;
     if (!c->connected || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
@@ -561,6 +574,51 @@ void cdn_conn_end(struct cdn_conn *c)
     c->reading = 0;
     if (!c->writing)
         finish_end(c);
+}
+
+static void on_half_shutdown(uv_shutdown_t *req, int status)
+{
+    struct cdn_conn *c = req->data;
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || c->ending || status >= 0)
+        return;
+    snprintf(c->err, sizeof(c->err), "shutdown: %s", uv_strerror(status));
+    emit(c, CDN_CONN_EV_ERROR, status);
+}
+
+/* The FIN of a half-close, once nothing is queued. */
+static void send_fin(struct cdn_conn *c)
+{
+    if (c->shut_sent || c->closing || c->ending || c->sink || !c->connected)
+        return;
+    c->shut_sent = 1;
+    c->sreq.data = c;
+    int rc = uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_half_shutdown);
+    if (rc < 0) {
+        snprintf(c->err, sizeof(c->err), "shutdown: %s", uv_strerror(rc));
+        defer_error(c, rc);
+    }
+}
+
+void cdn_conn_shutdown(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->closing || c->ending || c->wshut)
+        return;
+    if (c->plain.len > 0) { /* corked bytes go out before close_notify */
+        tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+        cdn_buf_consume(&c->plain, c->plain.len);
+    }
+    if (c->ssl != NULL && c->tls_done) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify only: the peer may go on sending (TLS 1.3 half-close) */
+        ERR_clear_error();
+        tls_flush(c);
+    }
+    c->wshut = 1;
+    start_write(c);
+    if (!c->writing)
+        send_fin(c);
 }
 
 /* ---- server side ---- */

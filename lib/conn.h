@@ -46,7 +46,8 @@ struct cdn_conn {
     uv_getaddrinfo_t gai;
     unsigned open_handles;
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
-        want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1;
+        want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1,
+        wshut : 1;
     int deferred_err;
     SSL *ssl; /* NULL for plain TCP */
     BIO *rbio, *wbio;
@@ -99,6 +100,10 @@ void cdn_conn_read_stop(struct cdn_conn *c);
 void cdn_conn_set_timeout(struct cdn_conn *c, uint64_t ms);
 void cdn_conn_end(struct cdn_conn *c);
 void cdn_conn_close(struct cdn_conn *c);
+/* Half-close (tunnels): once the queued bytes are out, sends TLS close_notify (when TLS) and a TCP
+ * FIN; reading and events go on, later writes are dropped. The owner still ends the conn with
+ * cdn_conn_end or cdn_conn_close; an end after both directions finished closes at once. */
+void cdn_conn_shutdown(struct cdn_conn *c);
 
 /* A conn with no socket that swallows what is written to it and never reads: the "client" of a
  * background fetch (stale-while-revalidate), so the request path needs no special case. */

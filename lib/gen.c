@@ -265,7 +265,7 @@ static int build(struct cdn_gen *g, char **err)
         add_expiry_series(g, "ca", conf->sni[i].ca_file);
         add_expiry_series(g, "crl", conf->sni[i].crl_file);
     }
-    if (remap_needs_tls(g->remap)) {
+    if (remap_needs_tls(g->remap) || conf->tunnel.nroutes > 0) { /* tunnel peers use it too */
         add_expiry_series(g, "client", conf->upstream.client_certificate);
         add_expiry_series(g, "ca", conf->upstream.ca_file);
         add_expiry_series(g, "crl", conf->upstream.crl_file);

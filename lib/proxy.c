@@ -112,6 +112,7 @@ static void reset_request(struct cdn_session *s)
     s->keep_alive = s->is_head = false;
     s->head_scanned = 0;
     proxy_cache_reset(s);
+    proxy_tunnel_reset(s);
 }
 
 static void session_free(struct cdn_session *s)
@@ -489,6 +490,8 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
                   (req->body_kind == CDN_HTTP_BODY_LENGTH && req->content_length == 0);
     cdn_http1_chunked_init(&s->req_dec);
 
+    if (cdn_strieq(req->method, req->method_len, "CONNECT") && proxy_tunnel_request(s, req, head_len))
+        return; /* a tunnel listener: lib/proxy_tunnel.c took it */
     /* tunnels and TRACE are not served here */
     if (cdn_strieq(req->method, req->method_len, "CONNECT") ||
         cdn_strieq(req->method, req->method_len, "TRACE")) {

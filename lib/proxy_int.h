@@ -18,6 +18,7 @@
 #include "lib/http1.h"
 #include "lib/server.h"
 #include "lib/stats.h"
+#include "lib/tunnel.h"
 
 /* Per-exchange cache state; zero means "the cache is not involved". */
 struct proxy_cache {
@@ -49,6 +50,14 @@ struct proxy_cache {
     uint64_t shared;                /* leader: bytes given to the share */
 };
 
+/* A CONNECT's state (lib/proxy_tunnel.c); zero when the request is not a tunnel. */
+struct proxy_tunnel {
+    struct cdn_tunnel relay;
+    bool via_peer; /* edge: the tunnel goes through a peer node (else straight to the service) */
+    bool active;   /* counted in tunnels_active */
+    uint64_t counted_up, counted_down; /* relayed bytes already added to the stats */
+};
+
 #define SESSION_MAGIC 0x73657373u
 
 #define PROXY_STATE_LIST(X)                                                \
@@ -60,7 +69,10 @@ struct proxy_cache {
     X(RESP_BODY, "sending the response body")                              \
     X(HIT_BODY, "sending a stored response")                               \
     X(COLLAPSED, "waiting for another request's fetch of the same object") \
-    X(SHARE_BODY, "sending another request's response as it arrives")
+    X(SHARE_BODY, "sending another request's response as it arrives")      \
+    X(TUNNEL_CONNECT, "connecting a tunnel")                               \
+    X(TUNNEL_RESP, "waiting for the peer's answer to CONNECT")             \
+    X(TUNNEL, "relaying a tunnel")
 
 enum sess_state {
 #define X(name, action) ST_##name,
@@ -100,6 +112,8 @@ struct cdn_session {
     bool up_keepalive; /* the response allows reusing the upstream conn */
 
     struct proxy_cache pc; /* the cache's part of the exchange (proxy_cache.c) */
+
+    struct proxy_tunnel pt; /* a CONNECT's part (proxy_tunnel.c) */
 
     /* the response in flight */
     int status;
@@ -173,5 +187,13 @@ void proxy_cache_on_fill_drain(struct cdn_worker *w);
 void proxy_cache_on_collapse_wake(struct cdn_worker *w);
 /* The down conn's timer fired while waiting for a leader. */
 void proxy_cache_collapse_timeout(struct cdn_session *s);
+
+/* lib/proxy_tunnel.c */
+/* A CONNECT head (not yet consumed from s->down->in): refuses it or starts the tunnel, and returns true;
+ * returns false when this listener has no tunnels (the caller answers 405). From then on the session's
+ * conns deliver their events to proxy_tunnel.c, and the session ends there. */
+bool proxy_tunnel_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len);
+/* Releases the tunnel's part of the session (reset_request). */
+void proxy_tunnel_reset(struct cdn_session *s);
 
 #endif

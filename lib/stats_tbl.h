@@ -64,6 +64,18 @@
     "TLS handshakes on new upstream connections: full, or resumed from a session of an earlier one"
 #define CDN_STATS_H_RELOADS "Configuration reloads (SIGHUP, cdn-node reload, watched files), by result"
 
+/* CONNECT tunnels */
+#define CDN_STATS_H_TUN_BYTES \
+    "Bytes relayed through CONNECT tunnels, by direction (up: from the client, down: to the client)"
+#define CDN_STATS_H_TUN_REFUSED                                                                     \
+    "CONNECT requests refused, by reason (disabled: the listener has no tunnels, 405; bad_target: " \
+    "not host:port, 400; no_route: no tunnel route matches, 403; port: not in connect_ports, 403; " \
+    "no_certificate: the connection carries no verified client certificate, 403)"
+#define CDN_STATS_H_TUN_FAILED                                                                        \
+    "CONNECT requests that could not be carried, by reason (resolve: the name did not resolve, 502; " \
+    "connect: the peer or service was unreachable or its TLS failed, 502; timeout: connecting or "    \
+    "the peer's answer took too long, 504; peer: the peer refused or answered garbage)"
+
 #define CDN_STATS_TABLE(X)                                                                                   \
     /* requests and responses */                                                                             \
     X(requests, COUNTER, requests, "", "Request heads received on data listeners")                           \
@@ -133,6 +145,21 @@
       "Upstream requests sent on a kept-alive connection from the pool")                                     \
     X(upstream_response_seconds, HISTOGRAM, upstream_response_seconds, "",                                   \
       "Time from the start of an upstream request (connect included) to its response head")                  \
+    /* CONNECT tunnels (docs/TUNNELS.md) */                                                                  \
+    X(tunnels, COUNTER, tunnels, "", "CONNECT tunnels established (answered 200, relaying)")                 \
+    X(tunnels_active, GAUGE, tunnels_active, "", "CONNECT tunnels relaying now")                             \
+    X(tunnel_bytes_up, COUNTER, tunnel_bytes, "direction=\"up\"", CDN_STATS_H_TUN_BYTES)                     \
+    X(tunnel_bytes_down, COUNTER, tunnel_bytes, "direction=\"down\"", CDN_STATS_H_TUN_BYTES)                 \
+    X(tunnel_refused_disabled, COUNTER, tunnel_refusals, "reason=\"disabled\"", CDN_STATS_H_TUN_REFUSED)     \
+    X(tunnel_refused_bad_target, COUNTER, tunnel_refusals, "reason=\"bad_target\"", CDN_STATS_H_TUN_REFUSED) \
+    X(tunnel_refused_no_route, COUNTER, tunnel_refusals, "reason=\"no_route\"", CDN_STATS_H_TUN_REFUSED)     \
+    X(tunnel_refused_port, COUNTER, tunnel_refusals, "reason=\"port\"", CDN_STATS_H_TUN_REFUSED)             \
+    X(tunnel_refused_no_certificate, COUNTER, tunnel_refusals, "reason=\"no_certificate\"",                  \
+      CDN_STATS_H_TUN_REFUSED)                                                                               \
+    X(tunnel_failed_resolve, COUNTER, tunnel_failures, "reason=\"resolve\"", CDN_STATS_H_TUN_FAILED)         \
+    X(tunnel_failed_connect, COUNTER, tunnel_failures, "reason=\"connect\"", CDN_STATS_H_TUN_FAILED)         \
+    X(tunnel_failed_timeout, COUNTER, tunnel_failures, "reason=\"timeout\"", CDN_STATS_H_TUN_FAILED)         \
+    X(tunnel_failed_peer, COUNTER, tunnel_failures, "reason=\"peer\"", CDN_STATS_H_TUN_FAILED)               \
     /* certificates */                                                                                       \
     X(certificate_expiry_seconds, SERIES, certificate_expiry_seconds, "kind,file,subject",                   \
       "Seconds until a loaded certificate expires (kind server, client or ca) or a "                         \

@@ -27,6 +27,19 @@ static int edge_validate(const struct cdn_conf *conf, char **err, char **warn)
     if (tls_upstream && !conf->upstream.verify)
         cdn_strappendf(warn, "%s:%d:%d: upstream: verify: false: the regional's certificate is not checked",
                        conf->path, conf->upstream.pos.line, conf->upstream.pos.col);
+    if (conf->tunnel.nroutes > 0 && conf->upstream.client_certificate == NULL)
+        cdn_strappendf(warn,
+                       "%s:%d:%d: tunnel.routes: no upstream.client_certificate: a regional accepts CONNECT "
+                       "only from verified client certificates",
+                       conf->path, conf->tunnel.routes_pos.line, conf->tunnel.routes_pos.col);
+    /* an edge never opens a tunnel itself: every CONNECT goes to a peer chosen by a route */
+    if (conf->tunnel.nlisteners > 0 && conf->tunnel.nroutes == 0) {
+        cdn_strappendf(err,
+                       "%s:%d:%d: tunnel: an edge needs tunnel.routes (which peer carries which CONNECT "
+                       "target)",
+                       conf->path, conf->tunnel.pos.line, conf->tunnel.pos.col);
+        return -1;
+    }
     return 0;
 }
 

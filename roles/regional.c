@@ -36,6 +36,21 @@ static int regional_validate(const struct cdn_conf *conf, char **err, char **war
                            "can reach this regional",
                            conf->path, l->client_auth_pos.line, l->client_auth_pos.col, i,
                            cdn_conf_client_auth_name(level));
+        /* a tunnel from the regional is a raw circuit into its network: only for verified edges */
+        if (level == CDN_CLIENT_AUTH_NONE && cdn_conf_tunnel_listener(conf, l->name)) {
+            cdn_strappendf(err,
+                           "%s:%d:%d: listeners[%zu]: tunnel.listeners names \"%s\", which has client_auth "
+                           "none; a regional accepts CONNECT only from verified client certificates",
+                           conf->path, l->pos.line, l->pos.col, i, l->name);
+            rc = -1;
+        }
+    }
+    if (conf->tunnel.nroutes > 0) {
+        cdn_strappendf(err,
+                       "%s:%d:%d: tunnel.routes: a regional connects to the service itself; routes are for "
+                       "the edge",
+                       conf->path, conf->tunnel.routes_pos.line, conf->tunnel.routes_pos.col);
+        rc = -1;
     }
     return rc;
 }

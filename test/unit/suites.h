@@ -27,5 +27,6 @@ Suite *suite_ring(void);
 Suite *suite_health(void);
 Suite *suite_pin(void);
 Suite *suite_ident(void);
+Suite *suite_tunnel(void);
 
 #endif

@@ -1249,6 +1249,81 @@ START_TEST(test_names_and_free)
 }
 END_TEST
 
+/* tunnel: routes compile with their position, match the whole target only, ports default to 443 */
+START_TEST(test_tunnel_block)
+{
+    struct cdn_conf *c = load_ok(min_yaml);
+    ck_assert_uint_eq(c->tunnel.nlisteners, 0);
+    ck_assert(!cdn_conf_tunnel_listener(c, "listener0")); /* off unless configured */
+    ck_assert(cdn_conf_tunnel_port_allowed(c, 443));
+    ck_assert(!cdn_conf_tunnel_port_allowed(c, 8443));
+    ck_assert_uint_eq(c->tunnel.idle_timeout_ms, 300000);
+    cdn_conf_free(&c);
+
+    c = load_ok("listeners:\n"
+                "  - {name: proxy, address: 127.0.0.1, port: 0}\n"
+                "tunnel:\n"
+                "  listeners: [proxy]\n"
+                "  routes:\n"
+                "    - {match: '.*[.]svc[.]test:443', peer: 'regional.test:4443'}\n"
+                "    - {match: 'a)|(b)', peer: '[::1]:8443'}\n"
+                "    - {match: 'DB[0-9]+\\.svc\\.test:(5432|6432)', peer: '10.0.0.2:443'}\n"
+                "  connect_ports: [443, 8443]\n"
+                "  idle_timeout: 90s\n");
+    ck_assert(cdn_conf_tunnel_listener(c, "proxy"));
+    ck_assert(!cdn_conf_tunnel_listener(c, "other"));
+    ck_assert_uint_eq(c->tunnel.nroutes, 3);
+    ck_assert_str_eq(c->tunnel.routes[0].peer_host, "regional.test");
+    ck_assert_int_eq(c->tunnel.routes[0].peer_port, 4443);
+    ck_assert_str_eq(c->tunnel.routes[1].peer_host, "::1");
+    ck_assert_int_eq(c->tunnel.routes[1].peer_port, 8443);
+    ck_assert_ptr_eq(cdn_conf_tunnel_route(c, "www.svc.test:443"), &c->tunnel.routes[0]);
+    ck_assert_ptr_eq(cdn_conf_tunnel_route(c, "WWW.SVC.TEST:443"),
+                     &c->tunnel.routes[0]); /* names: any case */
+    /* anchored: a match inside the target is not a match of the target */
+    ck_assert_ptr_null(cdn_conf_tunnel_route(c, "www.svc.test:4431"));
+    ck_assert_ptr_null(cdn_conf_tunnel_route(c, "www.svc.test:443.evil"));
+    /* "a)|(b)" has a literal ')' in glibc's ERE: it must still match only the whole target */
+    ck_assert_ptr_eq(cdn_conf_tunnel_route(c, "a)"), &c->tunnel.routes[1]);
+    ck_assert_ptr_null(cdn_conf_tunnel_route(c, "a)xyz"));
+    ck_assert_ptr_eq(cdn_conf_tunnel_route(c, "db7.svc.test:6432"), &c->tunnel.routes[2]); /* order: 3rd */
+    ck_assert_ptr_null(cdn_conf_tunnel_route(c, "db7.svc.test:7432"));
+    ck_assert(cdn_conf_tunnel_port_allowed(c, 8443));
+    ck_assert(!cdn_conf_tunnel_port_allowed(c, 22));
+    ck_assert_uint_eq(c->tunnel.idle_timeout_ms, 90000);
+    cdn_conf_free(&c);
+
+    char *e = load_err("listeners:\n"
+                       "  - {name: proxy, address: 127.0.0.1, port: 0}\n"
+                       "tunnel:\n"
+                       "  listeners: [proxy, nope]\n"
+                       "  routes:\n"
+                       "    - {match: '(unclosed', peer: 'r.test:443'}\n"
+                       "    - {match: 'x', peer: 'no-port'}\n"
+                       "    - {peer: 'r.test:443'}\n"
+                       "  connect_ports: [0, 443, http]\n");
+    ck_assert_line(e, "4:14: tunnel.listeners[1]: no listener is named \"nope\"");
+    ck_assert_line(e, "6:15: tunnel.routes[0].match: bad regular expression: Unmatched ( or \\(");
+    ck_assert_line(e, "7:26: tunnel.routes[1].peer: expected host:port (an IPv6 address as [::1]:443), got "
+                      "\"no-port\"");
+    ck_assert_line(e, "8:7: tunnel.routes[2].match: missing required key");
+    ck_assert_line(e, "9:19: tunnel.connect_ports[0]: expected a port 1..65535, got \"0\"");
+    ck_assert_line(e, "9:27: tunnel.connect_ports[2]: expected a port 1..65535, got \"http\"");
+    ck_assert_uint_eq(count_lines(e), 6);
+    free(e);
+
+    e = load_err("listeners: [{address: 127.0.0.1, port: 0}]\n"
+                 "tunnel:\n"
+                 "  routes: [{match: 'x:1', peer: 'r.test:443'}]\n"
+                 "  connect_ports: []\n");
+    ck_assert_line(e,
+                   "3:11: tunnel.routes: routes need tunnel.listeners (the listeners that accept CONNECT)");
+    ck_assert_line(e, "4:18: tunnel.connect_ports: expected a non-empty sequence of ports 1..65535, got a "
+                      "sequence");
+    free(e);
+}
+END_TEST
+
 Suite *suite_conf(void)
 {
     Suite *s = suite_create("conf");
@@ -1285,6 +1360,7 @@ Suite *suite_conf(void)
     tcase_add_test(tc, test_identity_and_tls_log);
     tcase_add_test(tc, test_sni_yaml);
     tcase_add_test(tc, test_upstream_profiles);
+    tcase_add_test(tc, test_tunnel_block);
     suite_add_tcase(s, tc);
     return s;
 }
