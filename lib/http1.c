@@ -764,9 +764,10 @@ static int response_semantics(struct cdn_http_response *res, bool is_head_reques
         /* RFC 9112 6.1: TE on a 1.0 message means faulty framing. */
         if (res->minor_version == 0 || te.chunked > 1)
             return CDN_HTTP_EBAD;
-        /* RFC 9112 6.3: chunked wins over CL, but the connection cannot be trusted afterwards. */
+        /* RFC 9112 6.3: both at once "ought to be handled as an error": it is how responses are
+         * split and caches poisoned, so an upstream that sends it gets no benefit of the doubt (502) */
         if (has_cl)
-            res->keep_alive = false;
+            return CDN_HTTP_EBAD;
     }
 
     no_body = is_head_request || (res->status >= 100 && res->status < 200) || res->status == 204 ||

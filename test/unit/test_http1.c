@@ -583,8 +583,9 @@ static const struct res_case res_cases[] = {
      true, "OK"},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, 0, 200, 1, CDN_HTTP_BODY_CHUNKED,
      0, true, "OK"},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n", false, 0, 200, 1,
-     CDN_HTTP_BODY_CHUNKED, 0, false, "OK"},
+    /* both framings: how responses are split (RFC 9112 6.3 "ought to be handled as an error") */
+    {"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n", false, EBAD, 0, 0, 0, 0,
+     false, NULL},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, 0, 200, 1, CDN_HTTP_BODY_EOF, 0, false,
      "OK"},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, 0, 200, 1, CDN_HTTP_BODY_EOF, 0,
