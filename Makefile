@@ -33,7 +33,7 @@ objs = $(patsubst %.c,build/$(1)/obj/%.o,$(2))
 REL_CORE := $(call objs,rel,$(CORE_SRCS))
 SAN_CORE := $(call objs,san,$(CORE_SRCS))
 
-.PHONY: all deps check run install clean unit e2e fuzz-replay asan layering format format-check fuzz fuzz-short bench
+.PHONY: all deps check run install clean unit e2e fuzz-replay asan layering format format-check fuzz fuzz-short valgrind bench
 
 all: deps build/cdn-node build/origin
 
@@ -109,6 +109,14 @@ asan: deps build/san/cdn-node build/san/test-unit
 
 e2e: deps build/san/cdn-node build/origin
 	CDN_NODE=$(CURDIR)/build/san/cdn-node ORIGIN=$(CURDIR)/build/origin sh test/e2e/run.sh
+
+# The e2e suite with cdn-node under valgrind memcheck (slow: not part of make check). VALGRIND_TESTS
+# picks tests by name words like test/e2e/run.sh does (empty = all).
+VALGRIND_TESTS ?=
+valgrind: deps build/cdn-node build/origin
+	@command -v valgrind >/dev/null || { echo "make valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
+	CDN_NODE=$(CURDIR)/scripts/valgrind-node.sh ORIGIN=$(CURDIR)/build/origin E2E_TIMEOUT=600 \
+	  sh test/e2e/run.sh $(VALGRIND_TESTS)
 
 # Dependencies point downward only (docs/ARCHITECTURE.md); parsers stay free of I/O.
 layering:

@@ -44,4 +44,11 @@ assert_contains "$out" "HTTP/1.1 200" "good request"
 assert_contains "$out" "origin: /hello" "good request"
 assert_eq "$(origin_count)" 1 "requests at the origin"
 
+# TLS 1.2 is the minimum, and renegotiation is refused (even when the client asks politely)
+out=$(timeout 10 openssl s_client -connect "127.0.0.1:$ep" -tls1_1 -cipher 'DEFAULT@SECLEVEL=0' </dev/null 2>&1 || true)
+assert_contains "$out" "alert protocol version" "TLS 1.1 client"
+out=$( (echo R; sleep 1) | timeout 10 openssl s_client -connect "127.0.0.1:$ep" -tls1_2 -CAfile "$PKI/ca.crt" 2>&1 || true)
+assert_contains "$out" "RENEGOTIATING" "s_client asked for a renegotiation"
+assert_contains "$out" "no renegotiation" "renegotiation refused"
+
 stop_all
