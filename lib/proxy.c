@@ -723,7 +723,10 @@ static void finish_response(struct cdn_session *s, bool up_clean)
 void proxy_exchange_done(struct cdn_session *s)
 {
     log_access(s);
-    if (s->close_after || !s->req_done || s->client_eof || proxy_stale(s)) {
+    /* not proxy_stale(): a reload during this response must not close a connection whose response
+     * promised keep-alive (the client would send its next request into a closing socket); the next
+     * request moves to the new generation and its response says Connection: close */
+    if (s->close_after || !s->req_done || s->client_eof || s->w->stopping) {
         session_end(s);
         return;
     }

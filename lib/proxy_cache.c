@@ -603,7 +603,8 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
 static bool storable_size(const struct cdn_session *s, const struct cdn_http_response *res)
 {
     return res->body_kind != CDN_HTTP_BODY_LENGTH ||
-           res->content_length <= s->gen->conf->cache.max_object_size;
+           (res->content_length <= s->gen->conf->cache.max_object_size &&
+            res->content_length <= s->w->srv->max_object_size);
 }
 
 static void on_fill_drain(struct cache_fill *fill, void *data)

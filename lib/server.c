@@ -356,8 +356,14 @@ int cdn_server_open_cache(struct cdn_server *s, char **err)
     if (cc->path == NULL)
         return 0;
     struct cache_store_opts o = {.path = cc->path, .size = cc->size, .max_object_size = cc->max_object_size};
-    if (o.max_object_size > o.size / 4)
-        o.max_object_size = o.size / 4; /* the store refuses more; say so rather than fail */
+    if (o.max_object_size > o.size / 4) { /* the store refuses more; say so rather than fail */
+        o.max_object_size = o.size / 4;
+        cdn_log(CDN_LOG_WARN,
+                "%s:%d:%d: cache: max_object_size is more than a quarter of size; objects over %llu bytes "
+                "pass uncached",
+                s->gen->conf->path, cc->pos.line, cc->pos.col, (unsigned long long)o.max_object_size);
+    }
+    s->max_object_size = o.max_object_size;
     char *msg = NULL;
     int rc = cache_store_open(&o, &s->store, &msg);
     if (rc != 0) {

@@ -68,6 +68,7 @@ struct cdn_server {
     int *fds; /* nworkers * nlisteners bound + listening sockets, handed to the workers */
     /* the HTTP cache; store NULL = this node does not cache */
     struct cache_store *store;
+    uint64_t max_object_size;      /* what the store accepts (cache.max_object_size, at most size / 4) */
     struct cdn_collapse *collapse; /* in-flight fetches, for collapsed forwarding */
     struct cdn_admin_ops admin_ops;
     _Atomic bool ready; /* listeners up and not stopping (/readyz) */
