@@ -33,7 +33,7 @@ objs = $(patsubst %.c,build/$(1)/obj/%.o,$(2))
 REL_CORE := $(call objs,rel,$(CORE_SRCS))
 SAN_CORE := $(call objs,san,$(CORE_SRCS))
 
-.PHONY: all deps check run install clean unit e2e fuzz-replay asan layering format format-check fuzz fuzz-short valgrind bench
+.PHONY: all deps check run install clean unit e2e fuzz-replay asan layering format format-check fuzz fuzz-short valgrind soak bench
 
 all: deps build/cdn-node build/origin
 
@@ -117,6 +117,10 @@ valgrind: deps build/cdn-node build/origin
 	@command -v valgrind >/dev/null || { echo "make valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
 	CDN_NODE=$(CURDIR)/scripts/valgrind-node.sh ORIGIN=$(CURDIR)/build/origin E2E_TIMEOUT=600 \
 	  sh test/e2e/run.sh $(VALGRIND_TESTS)
+
+# Load and slow clients: 10 000 idle TLS connections (bytes each), slowloris, a slow reader.
+soak: all
+	bash bench/soak.sh
 
 # Dependencies point downward only (docs/ARCHITECTURE.md); parsers stay free of I/O.
 layering:

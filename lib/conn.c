@@ -17,10 +17,11 @@
 #include "lib/tls.h"
 #include "lib/util.h"
 
-#define READ_CHUNK   (64u * 1024u)
-#define LINGER_MS    2000u         /* after our FIN: read and discard so the peer's unread data gets no RST */
-#define END_LIMIT_MS 5000u         /* the whole flush + linger sequence */
-#define CORK_DIRECT  (16u * 1024u) /* corked TLS writes below this are gathered into one record */
+#define READ_CHUNK     (64u * 1024u)
+#define TLS_READ_CHUNK (16u * 1024u) /* one TLS record's plaintext at most */
+#define LINGER_MS      2000u /* after our FIN: read and discard so the peer's unread data gets no RST */
+#define END_LIMIT_MS   5000u /* the whole flush + linger sequence */
+#define CORK_DIRECT    (16u * 1024u) /* corked TLS writes below this are gathered into one record */
 
 static _Thread_local char rx_cipher[READ_CHUNK];
 static _Atomic uint64_t next_id = 1;
@@ -121,6 +122,11 @@ static void on_write(uv_write_t *req, int status)
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
     c->writing = 0;
     cdn_buf_consume(&c->wbuf, c->wbuf.len);
+    if (c->trim_wbuf) { /* cdn_conn_trim ran while this write was in flight */
+        c->trim_wbuf = 0;
+        if (c->out.len == 0)
+            cdn_buf_dispose(&c->wbuf);
+    }
     if (c->closing)
         return;
     if (status < 0) {
@@ -258,6 +264,35 @@ void cdn_conn_uncork(struct cdn_conn *c)
     start_write(c);
 }
 
+void cdn_conn_trim(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->in.len == 0)
+        cdn_buf_dispose(&c->in);
+    if (c->plain.len == 0)
+        cdn_buf_dispose(&c->plain);
+    if (c->out.len == 0)
+        cdn_buf_dispose(&c->out);
+    if (!c->writing)
+        cdn_buf_dispose(&c->wbuf);
+    else
+        c->trim_wbuf = 1;
+    /* memory BIOs keep the largest buffer they ever held: fresh ones cost nothing while idle */
+    if (c->ssl != NULL && c->tls_done && BIO_ctrl_pending(c->rbio) == 0 && BIO_ctrl_pending(c->wbio) == 0) {
+        BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+        if (r == NULL || w == NULL) {
+            BIO_free(r);
+            BIO_free(w);
+            return;
+        }
+        BIO_set_mem_eof_return(r, -1);
+        BIO_set_mem_eof_return(w, -1);
+        SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+        c->rbio = r;
+        c->wbio = w;
+    }
+}
+
 size_t cdn_conn_pending(const struct cdn_conn *c)
 {
     return c->out.len + c->wbuf.len + c->plain.len;
@@ -299,8 +334,12 @@ static int tls_pump(struct cdn_conn *c, bool *eof)
     int added = 0;
     while (c->in.len < c->in_cap) {
         size_t room = c->in_cap - c->in.len;
-        if (room > READ_CHUNK)
-            room = READ_CHUNK;
+        /* a record holds at most 16 KiB, and never more plaintext than the ciphertext waiting: a
+         * small request does not make an idle connection hold a large buffer */
+        size_t want = BIO_ctrl_pending(c->rbio) + (size_t)SSL_pending(c->ssl);
+        want = want < 1024 ? 1024 : want > TLS_READ_CHUNK ? TLS_READ_CHUNK : want;
+        if (room > want)
+            room = want;
         char *p = cdn_buf_reserve(&c->in, room);
         ERR_clear_error();
         int k = SSL_read(c->ssl, p, (int)room);

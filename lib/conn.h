@@ -45,6 +45,7 @@ struct cdn_conn {
     uv_shutdown_t sreq;
     uv_getaddrinfo_t gai;
     unsigned open_handles;
+    unsigned trim_wbuf : 1; /* free wbuf when the write in flight completes (cdn_conn_trim) */
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
         want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1,
         wshut : 1;
@@ -108,6 +109,10 @@ void cdn_conn_shutdown(struct cdn_conn *c);
 /* A conn with no socket that swallows what is written to it and never reads: the "client" of a
  * background fetch (stale-while-revalidate), so the request path needs no special case. */
 struct cdn_conn *cdn_conn_sink(uv_loop_t *loop, cdn_conn_cb *cb, void *data);
+
+/* Frees the buffers of an idle conn (nothing buffered either way): an idle keep-alive connection
+ * then costs its structs and OpenSSL's SSL object only. They come back on the next read or write. */
+void cdn_conn_trim(struct cdn_conn *c);
 
 /* Closes every conn of the calling thread's loop (worker shutdown). */
 void cdn_conn_close_all(void);

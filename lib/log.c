@@ -69,9 +69,13 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+/* The writer's spare buffer. A file-scope pointer rather than a local: a child forked meanwhile (the
+ * store's file check) has no writer thread, and memcheck would call the buffer lost there. */
+static char *volatile writer_spare; /* volatile: never read, so the stores would be optimised away */
+
 static void *writer_main(void *arg)
 {
-    char *mine = cdn_xmalloc(CDN_LOG_ACCESS_QUEUE);
+    char *mine = writer_spare = cdn_xmalloc(CDN_LOG_ACCESS_QUEUE);
     uint64_t reported = 0;
     time_t last_report = 0;
     pthread_mutex_lock(&q_mu);
@@ -84,7 +88,7 @@ static void *writer_main(void *arg)
         size_t n = q_len;
         q_buf = mine;
         q_len = 0;
-        mine = full;
+        mine = writer_spare = full;
         pthread_mutex_unlock(&q_mu);
         write_all(access_fd, mine, n);
         uint64_t d = atomic_load(&dropped);
@@ -99,6 +103,7 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&q_mu);
     free(mine);
+    writer_spare = NULL;
     return NULL;
 }
 

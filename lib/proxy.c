@@ -295,6 +295,7 @@ bool proxy_send_error(struct cdn_session *s, int status, bool keep)
     }
     reset_request(s);
     s->state = ST_IDLE;
+    s->t_idle = cdn_now_ms();
     cdn_conn_set_timeout(s->down, proxy_conf(s)->timeouts.keepalive_ms);
     cdn_conn_read_start(s->down);
     return false;
@@ -732,6 +733,7 @@ void proxy_exchange_done(struct cdn_session *s)
     }
     reset_request(s);
     s->state = ST_IDLE;
+    s->t_idle = cdn_now_ms();
     cdn_conn_set_timeout(s->down, proxy_conf(s)->timeouts.keepalive_ms);
     cdn_conn_read_start(s->down); /* delivers READ at once if a pipelined request is buffered */
 }
@@ -970,6 +972,7 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     switch (ev) {
     case CDN_CONN_EV_OPEN:
         s->state = ST_IDLE;
+        s->t_idle = cdn_now_ms();
         cdn_stats_inc(&s->w->stats, CDN_STAT_tls_handshakes);
         if (!cdn_ident_handshake_done(&s->w->stats, c->ssl, (unsigned long long)c->id, c->peer) &&
             client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
@@ -1116,6 +1119,17 @@ struct cdn_session *proxy_session_background(const struct cdn_session *parent)
     s->t_start = cdn_now_ms();
     s->state = ST_IDLE;
     return s;
+}
+
+void cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms)
+{
+    uint64_t now = cdn_now_ms();
+    for (struct cdn_session *s = w->sessions; s != NULL; s = s->next) {
+        if (s->state == ST_IDLE && !s->down->sink && s->t_idle != 0 && now - s->t_idle >= idle_ms) {
+            cdn_conn_trim(s->down);
+            s->t_idle = 0; /* trimmed; the next exchange sets it again */
+        }
+    }
 }
 
 size_t cdn_proxy_drain(struct cdn_worker *w)

@@ -6,6 +6,8 @@
 #ifndef CDN_PROXY_H
 #define CDN_PROXY_H
 
+#include <stdint.h>
+
 #include <uv.h>
 
 #include "lib/server.h"
@@ -18,6 +20,9 @@ void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_s
  * others end after their response (keep-alive is off); when the last one is gone the proxy calls
  * cdn_server_worker_drained. Returns the number of sessions left in flight. */
 size_t cdn_proxy_drain(struct cdn_worker *w);
+/* Frees the buffers of sessions idle (keep-alive, or waiting for a first request) for idle_ms or
+ * more, once per idle period: busy connections keep theirs, idle ones cost little (lib/conn.h). */
+void cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms);
 /* Closes every session and connection of the worker (it is stopping). */
 void cdn_proxy_shutdown(struct cdn_worker *w);
 

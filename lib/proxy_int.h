@@ -91,6 +91,7 @@ struct cdn_session {
     struct cdn_conn *down, *up;
     enum sess_state state;
     uint64_t t_start;
+    uint64_t t_idle; /* when it became idle (ms); 0 = busy, or idle and already trimmed */
     bool client_eof;
     bool counted;        /* in connections_active */
     uint64_t t_upstream; /* when the request went upstream (ms), for the latency histogram */

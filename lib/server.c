@@ -421,6 +421,15 @@ static void on_fill_async(uv_async_t *a)
     proxy_cache_on_fill_drain(w);
 }
 
+#define TRIM_EVERY_MS 1000 /* an idle connection gives its buffers back after 1 to 2 s */
+
+static void on_trim(uv_timer_t *t)
+{
+    struct cdn_worker *w = t->data;
+    CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+    cdn_proxy_trim_idle(w, TRIM_EVERY_MS);
+}
+
 static void on_collapse_async(uv_async_t *a)
 {
     struct cdn_worker *w = a->data;
@@ -443,6 +452,7 @@ static void worker_stop(struct cdn_worker *w)
     cdn_proxy_shutdown(w);
     uv_close((uv_handle_t *)&w->fill_async, NULL);
     uv_close((uv_handle_t *)&w->collapse_async, NULL);
+    uv_close((uv_handle_t *)&w->trim_timer, NULL);
 }
 
 /* Stops accepting on the request listeners (the admin listener stays up, so /readyz can say 503), ends
@@ -714,6 +724,10 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         w->fill_async.data = w;
         uv_async_init(&w->loop, &w->collapse_async, on_collapse_async);
         w->collapse_async.data = w;
+        uv_timer_init(&w->loop, &w->trim_timer);
+        w->trim_timer.data = w;
+        uv_timer_start(&w->trim_timer, on_trim, TRIM_EVERY_MS, TRIM_EVERY_MS);
+        uv_unref((uv_handle_t *)&w->trim_timer); /* housekeeping never keeps the loop alive */
         w->listeners = cdn_xcalloc(s->nlisteners, sizeof(uv_tcp_t));
         cdn_stats_init(&w->stats);
         w->pool = cdn_pool_new();

@@ -40,6 +40,7 @@ struct cdn_worker {
     struct cdn_pool *pool;        /* idle keep-alive upstream conns */
     uv_async_t fill_async;        /* the store's writer drained a busy fill of this worker */
     uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
+    uv_timer_t trim_timer;        /* frees the buffers of idle keep-alive connections */
     struct cdn_stats stats;       /* this worker's counters: written by its thread only */
     _Atomic int cmd;              /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
     _Atomic bool reloaded;        /* set by a reload, then `stop` sent: drop idle pooled conns */
