@@ -115,7 +115,7 @@ e2e: deps build/san/cdn-node build/origin
 VALGRIND_TESTS ?=
 valgrind: deps build/cdn-node build/origin
 	@command -v valgrind >/dev/null || { echo "make valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
-	CDN_NODE=$(CURDIR)/scripts/valgrind-node.sh ORIGIN=$(CURDIR)/build/origin E2E_TIMEOUT=600 \
+	CDN_NODE=$(CURDIR)/scripts/valgrind-node.sh ORIGIN=$(CURDIR)/build/origin E2E_TIMEOUT=600 E2E_SLOW=4 \
 	  sh test/e2e/run.sh $(VALGRIND_TESTS)
 
 # Load and slow clients: 10 000 idle TLS connections (bytes each), slowloris, a slow reader.

@@ -7,6 +7,7 @@ set -eu
 
 N=268435456
 limit_kb=${E2E_RSS_LIMIT_KB:-153600}
+case "$CDN_NODE" in *valgrind*) limit_kb=${E2E_RSS_LIMIT_KB:-262144} ;; esac # memcheck shadow memory
 
 # ASan's quarantine keeps up to 256 MiB of freed memory resident by default; that is the sanitizer's
 # cost, not buffering by the node, so it is capped for this measurement (appended: the last value wins).

@@ -15,6 +15,7 @@ N=104857600
 # 50_large.sh), which is the sanitizer's cost, not buffering by the node.
 case "$CDN_NODE" in
 */san/*) limit_kb=${E2E_RSS_LIMIT_KB:-153600} ;;
+*valgrind*) limit_kb=${E2E_RSS_LIMIT_KB:-262144} ;; # memcheck's shadow memory
 *) limit_kb=${E2E_RSS_LIMIT_KB:-65536} ;;
 esac
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
