@@ -3,7 +3,8 @@
 # client gets an error or a truncated body, nobody hangs, nothing is cached); clients that vanish in the
 # middle of large responses (no connection or fill left behind: the gauges return to zero and the object
 # is fetched and cached whole afterwards); a storm of 100 reloads under load (no failed request); the
-# regional down (the edge answers 502 at once).
+# regional down (the edge answers 502 at once); a store much smaller than the traffic (evicts, serves
+# every response whole).
 set -eu
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -144,7 +145,28 @@ assert_eq "$nbad" 0 "failed requests during the reload storm ($rest)"
 assert_eq "$(st "$eap" 'd["reloads_failed"]')" 0 "edge reloads failed"
 [ "$(st "$eap" 'd["reloads_ok"]')" -ge 50 ] || fail "edge reloads: $(st "$eap" 'd["reloads_ok"]')"
 
-# 4. the regional down: the edge answers 502 at once (not after a timeout)
+# 4. a store far smaller than what goes through it (1 MiB, 40 objects of 100 KB): every response is
+#    served whole, the store evicts instead of failing, and stays within its size
+main_edge=$EDGE
+NODE_YAML=$'admin:\n  port: 0' cache_edge tiny "size: 1MiB" # sets EDGE to the tiny one
+tap=$(port_of tiny admin)
+for i in $(seq 1 40); do
+    FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=$i"
+    assert_eq "$CODE" 200 "tiny store: object $i"
+    assert_eq "$(stat -c %s "$T/body")" 100000 "tiny store: size of object $i"
+done
+for ((i = 0; i < 30; i++)); do
+    [ "$(st "$tap" 'd["cache_evictions"]')" -gt 0 ] && break
+    sleep 0.1
+done
+[ "$(st "$tap" 'd["cache_evictions"]')" -gt 0 ] || fail "the tiny store evicted nothing"
+[ "$(st "$tap" 'd["cache_bytes"] <= d["cache_capacity_bytes"]')" = True ] || fail "the tiny store is over its size"
+FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=40"
+assert_match "$LAST_CS" ".*hit.*" "the newest object is still a hit"
+stop tiny
+EDGE=$main_edge
+
+# 5. the regional down: the edge answers 502 at once (not after a timeout)
 stop regional
 start=$(date +%s%N)
 code=$(ecurl -o /dev/null -w '%{http_code}' "$EDGE/nocache/after-stop?x=1")
