@@ -21,7 +21,7 @@ OUT=$SRC/build/soak.md
 export T
 T=$(mktemp -d "${TMPDIR:-/tmp}/cdn-soak.XXXXXX")
 E2E_SRC=$SRC
-CDN_NODE=$SRC/build/cdn-node
+CDN_NODE=${CDN_NODE:-$SRC/build/cdn-node}
 ORIGIN=$SRC/build/origin
 # shellcheck source=test/e2e/lib.sh
 . "$SRC/test/e2e/lib.sh"
