@@ -161,6 +161,7 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
     cdn_stats_set(sum, CDN_STAT_log_access_dropped, cdn_log_access_dropped());
     struct cdn_gen *g = cdn_server_gen(s);
     cdn_stats_extra_copy(extra, &g->cert_series);
+    cdn_ugroups_stats(g->ugroups, extra); /* per-parent series of the current generation */
     cdn_stats_set(sum, CDN_STAT_generation, g->id);
     cdn_gen_unref(&g);
     uv_mutex_lock(&s->gen_lock);
