@@ -142,7 +142,8 @@ void cdn_ugroup_failure(struct cdn_ugroup *g, size_t p, bool probe, uint64_t now
     struct cdn_ugroup_parent *pp = &g->parents[p];
     atomic_fetch_add_explicit(&pp->failures, 1, memory_order_relaxed);
     if (cdn_health_failure(&pp->health, &g->hcfg, now, probe))
-        cdn_log(CDN_LOG_WARN, "upstream group %s: parent %s (%s) is down after %u consecutive failures (last: %s); "
+        cdn_log(CDN_LOG_WARN,
+                "upstream group %s: parent %s (%s) is down after %u consecutive failures (last: %s); "
                 "probing again in %llu ms",
                 g->conf->name, pp->conf->name, pp->conf->address, g->hcfg.threshold, why,
                 (unsigned long long)g->hcfg.backoff_ms);
