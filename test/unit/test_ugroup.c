@@ -97,7 +97,7 @@ START_TEST(consistent_hash_is_stable_and_spread)
     ck_assert_ptr_nonnull(gs->v[0].ring);
     unsigned count[3] = {0};
     for (int i = 0; i < 3000; i++) {
-        char k[32];
+        char k[48];
         snprintf(k, sizeof(k), "https://cdn.test/obj/%d", i);
         size_t o[8], o2[8];
         ck_assert_uint_eq(cdn_ugroup_order(&gs->v[0], k, strlen(k), o, 8), 3);
