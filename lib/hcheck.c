@@ -14,7 +14,7 @@
 #include "lib/tls.h"
 #include "lib/util.h"
 
-#define PROBE_MAGIC 0x68636b70u
+#define PROBE_MAGIC  0x68636b70u
 #define CHECK_IN_CAP (64 * 1024) /* a response head; the body is never read */
 
 struct probe {
@@ -147,7 +147,8 @@ struct cdn_hcheck *cdn_hcheck_start(uv_loop_t *loop, struct cdn_gen *gen)
         const struct cdn_remap_rule *rule = rule_of(gen, i + 1);
         if (gc->health.check_path == NULL || rule == NULL)
             continue;
-        const struct cdn_conf_upstream *uc = gc->profile > 0 ? &conf->upstreams[gc->profile - 1] : &conf->upstream;
+        const struct cdn_conf_upstream *uc =
+            gc->profile > 0 ? &conf->upstreams[gc->profile - 1] : &conf->upstream;
         SSL_CTX *ctx = gc->profile > 0 ? gen->profile_ctx[gc->profile - 1] : gen->upstream_ctx;
         for (size_t j = 0; j < gen->ugroups->v[i].nparents; j++) {
             struct probe *pr = &hc->probes[hc->n++];
