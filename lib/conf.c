@@ -368,6 +368,7 @@ static const struct conf_cmd ugroup_cmds[] = {
      .pos_offset = UG(upstream_pos)},
     {.key = "retries", .type = CT_UINT, .offset = UG(retries), .min = 0, .max = CDN_CONF_MAX_PARENTS - 1},
     {.key = "go_direct", .type = CT_BOOL, .offset = UG(go_direct)},
+    {.key = "keepalive", .type = CT_BOOL, .offset = UG(keepalive)},
     {.key = "health", .type = CT_MAP, .offset = UG(health), .sub = ugroup_health_cmds},
     {0}};
 #undef UG
@@ -1955,6 +1956,7 @@ static void set_ugroups(struct loader *ld, const struct conf_cmd *cmd, const str
         char *ikey = cdn_xasprintf("%s[%zu]", key, i);
         g->policy = CDN_UGROUP_CONSISTENT_HASH;
         g->retries = 2;
+        g->keepalive = true;
         g->health.fail_threshold = 3;
         g->health.backoff_ms = 10000;
         g->health.check_interval_ms = 5000;

@@ -120,6 +120,7 @@ struct cdn_conf_ugroup {
     size_t profile;   /* resolved: 1 + index in cdn_conf.upstreams; 0 = upstream: */
     unsigned retries; /* further parents tried after the first; default 2 */
     bool go_direct;   /* every parent out or failed: connect to the remap target itself */
+    bool keepalive;   /* default true: pool connections to the parents; false = one per request */
     struct cdn_conf_ugroup_health health;
     struct cdn_conf_pos pos, upstream_pos;
 };

@@ -464,6 +464,8 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
      * client certificate never serves another, and per-parent counters stay right */
     s->up_key = cdn_xasprintf("%llu|%c|%s|%u|%s|%zu|%s", (unsigned long long)s->gen->id,
                               rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "", prof, via);
+    if (s->pp.group != NULL && !s->pp.group->conf->keepalive)
+        use_pool = false; /* keepalive: false: a new connection per request */
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
@@ -928,7 +930,7 @@ static void read_response_head(struct cdn_session *s)
         if (!s->down->sink)
             cdn_stats_observe(&s->w->stats, CDN_STAT_upstream_response_seconds,
                               (cdn_now_ms() - s->t_upstream) * 1000);
-        s->up_keepalive = res.keep_alive;
+        s->up_keepalive = res.keep_alive && (s->pp.group == NULL || s->pp.group->conf->keepalive);
         cdn_buf_dispose(&s->up_head);
         s->resp_kind = res.body_kind;
         s->resp_left = res.content_length;

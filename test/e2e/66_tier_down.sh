@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Upstream groups when parents fail (docs/TIERING.md): a 5xx from a parent is passed on and does not
-# take it out; parents that never answer are taken out after their timeouts, and then a request is
+# take it out (and keepalive: false opens a resumed connection per request); parents that never answer are taken out after their timeouts, and then a request is
 # refused with 502 at once, without waiting on any timeout; a group with go_direct sends the requests
 # of its dead parents to the remap target itself.
 set -eu
@@ -35,6 +35,9 @@ upstream_groups:
   - name: ok
     health: {fail_threshold: 1}
     parents: [{address: "127.0.0.1:$(port_of regional https)", name: r1}]
+  - name: nopool
+    keepalive: false
+    parents: [{address: "127.0.0.1:$(port_of regional https)", name: r1n}]
   - name: dead
     policy: first_live
     retries: 1
@@ -51,6 +54,7 @@ upstream_groups:
       - {address: "127.0.0.1:$(port_of closed2 tcp)", name: c2}
 remap:
   - "map https://$EDGE_HOST/ https://$REGIONAL_HOST/ @group=ok"
+  - "map https://nopool.test/ https://$REGIONAL_HOST/ @group=nopool"
   - "map https://dead.test/ https://$REGIONAL_HOST/ @group=dead"
   - "map https://direct.test/ http://127.0.0.1:$ORIGIN_PORT/ @group=direct"
 YAML
@@ -73,6 +77,19 @@ assert_eq "$(ecurl -o /dev/null -w '%{http_code}' "$EDGE/status/500")" 500 "a pa
 assert_eq "$(pv parent_up r1)" 1 "r1 up after 5xx answers"
 assert_eq "$(pv parent_failures r1)" 0 "r1 failures after 5xx answers"
 assert_eq "$(pv parent_requests r1)" 2 "requests to r1"
+
+# keepalive: false: a new connection per request, resumed after the first
+for i in 1 2 3 4 5; do
+    assert_eq "$(hcurl nopool.test -o /dev/null -w '%{http_code}' "$EDGE/np$i")" 200 "nopool request $i"
+done
+assert_eq "$(st "[s['value'] for s in d['parent_connections'] if s['parent'] == 'r1n' and s['kind'] == 'opened'][0]")" 5 \
+    "connections opened with keepalive: false"
+assert_eq "$(st "[s['value'] for s in d['parent_connections'] if s['parent'] == 'r1n' and s['kind'] == 'reused'][0]")" 0 \
+    "connections reused with keepalive: false"
+res=$(st "[s['value'] for s in d['parent_tls_handshakes'] if s['parent'] == 'r1n' and s['kind'] == 'resumed'][0]")
+full=$(st "[s['value'] for s in d['parent_tls_handshakes'] if s['parent'] == 'r1n' and s['kind'] == 'full'][0]")
+assert_eq "$((res + full))" 5 "handshakes with keepalive: false"
+[ "$res" -ge 4 ] || fail "only $res of 5 new connections resumed"  # r1's session may already be cached
 
 # parents that never complete a handshake: the first request waits for both connect timeouts (1 s
 # each: retries 1), which takes both out

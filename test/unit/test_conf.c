@@ -1207,6 +1207,7 @@ START_TEST(test_upstream_groups)
                                  "    upstream: p\n"
                                  "    retries: 0\n"
                                  "    go_direct: true\n"
+                                 "    keepalive: false\n"
                                  "    parents:\n"
                                  "      - {address: \"[::1]:8443\", weight: 3, name: r1}\n"
                                  "      - address: r2.example:443\n"
@@ -1217,6 +1218,7 @@ START_TEST(test_upstream_groups)
     ck_assert_int_eq(g->policy, CDN_UGROUP_CONSISTENT_HASH); /* defaults */
     ck_assert_uint_eq(g->retries, 2);
     ck_assert(!g->go_direct);
+    ck_assert(g->keepalive);
     ck_assert_uint_eq(g->profile, 0);
     ck_assert_uint_eq(g->health.fail_threshold, 3);
     ck_assert_uint_eq(g->health.backoff_ms, 10000);
@@ -1230,6 +1232,7 @@ START_TEST(test_upstream_groups)
     ck_assert_uint_eq(g->profile, 1);
     ck_assert_uint_eq(g->retries, 0);
     ck_assert(g->go_direct);
+    ck_assert(!g->keepalive);
     ck_assert_uint_eq(g->nparents, 2);
     ck_assert_str_eq(g->parents[0].name, "r1");
     ck_assert_uint_eq(g->parents[0].weight, 3);
