@@ -531,7 +531,7 @@ static void plan_parents(struct cdn_session *s)
         return;
     }
     char *k = cdn_xasprintf("%s://%s%s", s->lis->ctx != NULL ? "https" : "http",
-                            s->host != NULL ? s->host : "", s->path);
+                            s->host != NULL ? s->host : "", s->path != NULL ? s->path : "/");
     pp->n = cdn_ugroup_order(pp->group, k, strlen(k), pp->order, CDN_CONF_MAX_PARENTS);
     free(k);
 }
@@ -851,8 +851,8 @@ static bool parent_failed(struct cdn_session *s, const char *why)
         pp->probe = false;
     }
     /* while connecting, nothing was sent: a body still waits in the client's socket */
-    if (s->state == ST_WAIT_RESP &&
-        (!idempotent(s->method) || s->req_kind != CDN_HTTP_BODY_NONE || s->up == NULL || s->up->in.len > 0))
+    if (s->state == ST_WAIT_RESP && (s->method == NULL || !idempotent(s->method) ||
+                                     s->req_kind != CDN_HTTP_BODY_NONE || s->up == NULL || s->up->in.len > 0))
         return false;
     const char *from = pp->direct            ? "the target"
                        : pp->cur != SIZE_MAX ? pp->group->parents[pp->cur].conf->name
