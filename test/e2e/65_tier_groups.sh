@@ -143,6 +143,7 @@ for ((i = 0; i < 60; i++)); do
     sleep 0.2
 done
 log_has edge "parent r2 (127.0.0.1:${RP[r2]}) is up again" || fail "r2 was not put back within 12 s"
+sleep 0.3 # the probe's access log line
 L[r2]=$(lines_of r2)
 o=$(origin_count)
 pass p3 /k/ 60
