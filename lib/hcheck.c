@@ -40,13 +40,10 @@ static void check_done(struct probe *pr, bool ok, const char *why)
 {
     cdn_conn_close(pr->conn);
     pr->conn = NULL;
-    if (ok) {
-        cdn_ugroup_success(pr->g, pr->p, false);
-        return;
-    }
-    cdn_log(CDN_LOG_DEBUG, "upstream group %s: health check of %s failed: %s", pr->g->conf->name,
-            pr->g->parents[pr->p].conf->name, why);
-    cdn_ugroup_failure(pr->g, pr->p, false, cdn_now_ms(), why);
+    if (!ok)
+        cdn_log(CDN_LOG_DEBUG, "upstream group %s: health check of %s failed: %s", pr->g->conf->name,
+                pr->g->parents[pr->p].conf->name, why);
+    cdn_ugroup_check(pr->g, pr->p, ok, cdn_now_ms(), why);
 }
 
 static void on_check(struct cdn_conn *c, enum cdn_conn_event ev, int status)

@@ -3,8 +3,9 @@
  * check_interval each parent of such a group gets "GET check_path" over the group's TLS profile (the
  * same mTLS as requests; Host and SNI = the TLS name requests use); a 2xx answer within check_timeout
  * is a success, anything else a failure, reported through lib/ugroup (lib/health.h), so active and
- * passive evidence agree: a parent that fails fail_threshold checks in a row is taken out, one that
- * passes while out is put back.
+ * passive evidence share one state: a parent that fails fail_threshold checks in a row is taken out
+ * (requests that succeed meanwhile do not reset the checks' streak), and stays out while its checks
+ * keep failing; one that passes a check while out is put back.
  *
  * Runs on the main thread's loop (lib/server.c), one set per generation: a reload stops the old set
  * and starts one for the new generation (whose health starts afresh).

@@ -25,6 +25,7 @@ static void parent_init(struct cdn_ugroup_parent *p, const struct cdn_conf_paren
     p->host = cdn_xstrndup(h, hl);
     p->port = (uint16_t)atoi(colon + 1);
     cdn_health_init(&p->health);
+    atomic_init(&p->check_streak, 0);
     atomic_init(&p->requests, 0);
     atomic_init(&p->failures, 0);
     atomic_init(&p->conns_opened, 0);
@@ -132,6 +133,12 @@ size_t cdn_ugroup_pick(struct cdn_ugroup *g, const size_t *order, size_t n, size
 void cdn_ugroup_success(struct cdn_ugroup *g, size_t p, bool probe)
 {
     struct cdn_ugroup_parent *pp = &g->parents[p];
+    if (atomic_load(&pp->check_streak) >= g->hcfg.threshold) {
+        /* its checks say out: an answered request does not put it back, a probe waits longer */
+        if (probe)
+            cdn_health_failure(&pp->health, &g->hcfg, cdn_now_ms(), true);
+        return;
+    }
     if (cdn_health_success(&pp->health, probe))
         cdn_log(CDN_LOG_WARN, "upstream group %s: parent %s (%s) is up again: %s", g->conf->name,
                 pp->conf->name, pp->conf->address, probe ? "probe succeeded" : "request or check succeeded");
@@ -147,6 +154,29 @@ void cdn_ugroup_failure(struct cdn_ugroup *g, size_t p, bool probe, uint64_t now
                 "probing again in %llu ms",
                 g->conf->name, pp->conf->name, pp->conf->address, g->hcfg.threshold, why,
                 (unsigned long long)g->hcfg.backoff_ms);
+}
+
+void cdn_ugroup_check(struct cdn_ugroup *g, size_t p, bool ok, uint64_t now, const char *why)
+{
+    struct cdn_ugroup_parent *pp = &g->parents[p];
+    if (ok) {
+        atomic_store(&pp->check_streak, 0);
+        cdn_ugroup_success(g, p, false);
+        return;
+    }
+    unsigned n = atomic_fetch_add(&pp->check_streak, 1) + 1;
+    atomic_fetch_add_explicit(&pp->failures, 1, memory_order_relaxed);
+    if (n < g->hcfg.threshold)
+        return;
+    struct cdn_health_cfg at_once = g->hcfg;
+    at_once.threshold = 1; /* the streak was counted here */
+    if (cdn_health_failure(&pp->health, &at_once, now, false))
+        cdn_log(
+            CDN_LOG_WARN,
+            "upstream group %s: parent %s (%s) is down after %u failed health checks in a row (last: %s); "
+            "checking again every %llu ms",
+            g->conf->name, pp->conf->name, pp->conf->address, n, why,
+            (unsigned long long)g->conf->health.check_interval_ms);
 }
 
 void cdn_ugroup_abandon(struct cdn_ugroup *g, size_t p, bool probe)

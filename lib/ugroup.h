@@ -26,6 +26,7 @@ struct cdn_ugroup_parent {
     char *host;                         /* from conf->address; an IPv6 literal without brackets */
     uint16_t port;
     struct cdn_health health;
+    _Atomic unsigned check_streak; /* active checks failed in a row (written by lib/hcheck) */
     _Atomic uint64_t requests, failures, conns_opened, conns_reused, tls_full, tls_resumed;
 };
 
@@ -70,6 +71,12 @@ size_t cdn_ugroup_pick(struct cdn_ugroup *g, const size_t *order, size_t n, size
 /* An attempt's outcome on parent p. why: for the log line on a state change. */
 void cdn_ugroup_success(struct cdn_ugroup *g, size_t p, bool probe);
 void cdn_ugroup_failure(struct cdn_ugroup *g, size_t p, bool probe, uint64_t now, const char *why);
+/* The outcome of an active check of parent p. Checks keep their own streak of failures: at
+ * fail_threshold in a row the parent is out whatever requests say meanwhile (a parent may serve
+ * requests and still ask to be drained through its health path), and while the streak lasts a
+ * request's success does not put it back (a probe's counts as a failed probe). A passing check puts
+ * the parent back at once. */
+void cdn_ugroup_check(struct cdn_ugroup *g, size_t p, bool ok, uint64_t now, const char *why);
 /* An attempt that ended with no verdict (the client went away): a probe lets the next request probe. */
 void cdn_ugroup_abandon(struct cdn_ugroup *g, size_t p, bool probe);
 

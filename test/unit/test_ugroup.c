@@ -152,6 +152,45 @@ START_TEST(health_skips_and_probe)
 }
 END_TEST
 
+START_TEST(active_checks)
+{
+    struct cdn_conf *c = conf_of(2, CDN_UGROUP_FIRST_LIVE, 2, false);
+    c->ugroups[0].health.fail_threshold = 3;
+    c->ugroups[0].health.check_interval_ms = 500;
+    struct cdn_ugroups *gs = cdn_ugroups_new(c);
+    struct cdn_ugroup *g = &gs->v[0];
+    struct cdn_ugroup_parent *p0 = &g->parents[0];
+    /* failed checks with successful requests in between: the checks' streak still takes it out */
+    cdn_ugroup_check(g, 0, false, 100, "status 503");
+    cdn_ugroup_success(g, 0, false);
+    cdn_ugroup_check(g, 0, false, 200, "status 503");
+    cdn_ugroup_success(g, 0, false);
+    ck_assert(cdn_health_is_up(&p0->health));
+    cdn_ugroup_check(g, 0, false, 300, "status 503");
+    ck_assert(!cdn_health_is_up(&p0->health));
+    ck_assert_uint_eq(atomic_load(&p0->failures), 3);
+    /* a request that was in flight answers: still out; so after a probe that succeeds */
+    cdn_ugroup_success(g, 0, false);
+    ck_assert(!cdn_health_is_up(&p0->health));
+    size_t o[2] = {0, 1}, pos = 0;
+    bool probe;
+    ck_assert_uint_eq(cdn_ugroup_next(g, o, 2, &pos, 300 + 1000, &probe), 0); /* back-off passed */
+    ck_assert(probe);
+    cdn_ugroup_success(g, 0, true);
+    ck_assert(!cdn_health_is_up(&p0->health));
+    pos = 0; /* the failed probe doubled the wait and freed the probe slot */
+    ck_assert_uint_eq(cdn_ugroup_next(g, o, 2, &pos, 1300 + 1500, &probe), 1);
+    ck_assert_uint_eq(atomic_load(&p0->health.state_changes), 1);
+    /* a passing check puts it back at once, and requests count again */
+    cdn_ugroup_check(g, 0, true, 2000, NULL);
+    ck_assert(cdn_health_is_up(&p0->health));
+    ck_assert_uint_eq(atomic_load(&p0->health.state_changes), 2);
+    ck_assert_uint_eq(atomic_load(&p0->check_streak), 0);
+    cdn_ugroups_free(&gs);
+    conf_done(c);
+}
+END_TEST
+
 START_TEST(retries_and_go_direct)
 {
     struct cdn_conf *c = conf_of(3, CDN_UGROUP_FIRST_LIVE, 1, false);
@@ -229,6 +268,7 @@ Suite *suite_ugroup(void)
     tcase_add_test(tc, first_live_and_round_robin);
     tcase_add_test(tc, consistent_hash_is_stable_and_spread);
     tcase_add_test(tc, health_skips_and_probe);
+    tcase_add_test(tc, active_checks);
     tcase_add_test(tc, retries_and_go_direct);
     tcase_add_test(tc, series);
     suite_add_tcase(s, tc);
