@@ -183,6 +183,12 @@ bench: bench-cache
 bench-cache:
 	bash bench/cache_hit.sh
 
+# Edge miss -> regional hit over mTLS: pooled vs a connection per request vs nginx (bench/tiering.sh).
+.PHONY: bench-tiering
+bench: bench-tiering
+bench-tiering: build/cdn-node
+	bash bench/tiering.sh
+
 # CONNECT tunnel relay throughput, 100 MiB through edge -> regional -> TLS service vs direct (bench/tunnel.sh).
 .PHONY: bench-tunnel
 bench: bench-tunnel

@@ -56,6 +56,7 @@ struct conf_msg {
 struct loader {
     const char *file;      /* the config path as given, for messages and for relative paths */
     char **remap_upstream; /* "@upstream=NAME" of each remap rule until resolved; NULL entries = none */
+    char **remap_group;    /* "@group=NAME", likewise */
     char *err;             /* the final text; problems found while walking are in msgs until then */
     struct conf_msg msgs[CONF_MAX_ERRORS];
     unsigned nerr; /* may exceed CONF_MAX_ERRORS: only the first ones are kept */
@@ -110,10 +111,10 @@ struct conf_cmd {
 };
 
 static conf_handler set_role, set_listeners, set_remap, set_ignore_params, set_sni, refuse_ats_key,
-    set_upstreams;
+    set_upstreams, set_ugroups, set_parents;
 static conf_post listener_post, upstream_post, admin_post;
 static conf_check check_alog, check_token, check_name, check_ip, check_hostport, check_hostname, check_fqdn,
-    check_san, check_fingerprint;
+    check_san, check_fingerprint, check_label, check_abs_path;
 
 static const struct conf_enum client_auth_enums[] = {{"none", CDN_CLIENT_AUTH_NONE},
                                                      {"request", CDN_CLIENT_AUTH_REQUEST},
@@ -307,6 +308,71 @@ static const struct conf_cmd upstream_profile_cmds[] = {
 #define upstream_cmds (upstream_profile_cmds + 1)
 #undef U
 
+static const struct conf_enum ugroup_policy_enums[] = {{"consistent_hash", CDN_UGROUP_CONSISTENT_HASH},
+                                                       {"round_robin", CDN_UGROUP_ROUND_ROBIN},
+                                                       {"first_live", CDN_UGROUP_FIRST_LIVE},
+                                                       {0}};
+
+#define PA(f) offsetof(struct cdn_conf_parent, f)
+static const struct conf_cmd parent_cmds[] = {
+    {.key = "address",
+     .type = CT_STR,
+     .offset = PA(address),
+     .flags = CMD_REQUIRED,
+     .check = check_hostport,
+     .what = "host:port (an IPv6 address as [::1]:443)"},
+    {.key = "weight", .type = CT_UINT, .offset = PA(weight), .min = 1, .max = 100},
+    {.key = "name",
+     .type = CT_STR,
+     .offset = PA(name),
+     .check = check_label,
+     .what = "a name of letters, digits and .:_-[] (at most 64)"},
+    {0}};
+#undef PA
+
+#define UH(f) offsetof(struct cdn_conf_ugroup_health, f)
+static const struct conf_cmd ugroup_health_cmds[] = {
+    {.key = "fail_threshold", .type = CT_UINT, .offset = UH(fail_threshold), .min = 1, .max = 1000},
+    {.key = "backoff", .type = CT_MSEC, .offset = UH(backoff_ms)},
+    {.key = "check_path",
+     .type = CT_STR,
+     .offset = UH(check_path),
+     .check = check_abs_path,
+     .what = "a path starting with '/' (printable ASCII, no spaces)"},
+    {.key = "check_interval", .type = CT_MSEC, .offset = UH(check_interval_ms), .min = 100},
+    {.key = "check_timeout", .type = CT_MSEC, .offset = UH(check_timeout_ms)},
+    {0}};
+#undef UH
+
+#define UG(f) offsetof(struct cdn_conf_ugroup, f)
+static const struct conf_cmd ugroup_cmds[] = {
+    {.key = "name",
+     .type = CT_STR,
+     .offset = UG(name),
+     .flags = CMD_REQUIRED,
+     .check = check_name,
+     .what = "a name of letters, digits, '.', '_' or '-' (at most 64)"},
+    {.key = "policy", .type = CT_ENUM, .offset = UG(policy), .enums = ugroup_policy_enums},
+    {.key = "parents",
+     .type = CT_CUSTOM,
+     .handler = set_parents,
+     .sub = parent_cmds,
+     .flags = CMD_REQUIRED | CMD_SEQ,
+     .what = "a sequence of parent maps"},
+    {.key = "upstream",
+     .type = CT_STR,
+     .offset = UG(upstream),
+     .check = check_name,
+     .what = "the name of a profile in upstreams:",
+     .flags = CMD_POS,
+     .pos_offset = UG(upstream_pos)},
+    {.key = "retries", .type = CT_UINT, .offset = UG(retries), .min = 0, .max = CDN_CONF_MAX_PARENTS - 1},
+    {.key = "go_direct", .type = CT_BOOL, .offset = UG(go_direct)},
+    {.key = "keepalive", .type = CT_BOOL, .offset = UG(keepalive)},
+    {.key = "health", .type = CT_MAP, .offset = UG(health), .sub = ugroup_health_cmds},
+    {0}};
+#undef UG
+
 #define T(f) offsetof(struct cdn_conf_timeouts, f)
 static const struct conf_cmd timeout_cmds[] = {
     {.key = "handshake", .type = CT_MSEC, .offset = T(handshake_ms)},
@@ -498,6 +564,12 @@ static const struct conf_cmd top_cmds[] = {
      .sub = upstream_profile_cmds,
      .flags = CMD_SEQ,
      .what = "a sequence of upstream profile maps"},
+    {.key = "upstream_groups",
+     .type = CT_CUSTOM,
+     .handler = set_ugroups,
+     .sub = ugroup_cmds,
+     .flags = CMD_SEQ,
+     .what = "a sequence of upstream group maps"},
     {.key = "timeouts", .type = CT_MAP, .offset = C(timeouts), .sub = timeout_cmds},
     {.key = "limits", .type = CT_MAP, .offset = C(limits), .sub = limit_cmds},
     {.key = "log", .type = CT_MAP, .offset = C(log), .sub = log_cmds},
@@ -824,6 +896,32 @@ static bool check_name(const char *s)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
+/* A parent's label: it ends up in stats labels and log lines, so a small alphabet. */
+static bool check_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONF_MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && strchr(".:_-[]", c) == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* A request target for a health check: it goes on the request line as is. */
+static bool check_abs_path(const char *s)
+{
+    if (s[0] != '/' || strlen(s) > 1024)
+        return false;
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
             return false;
     }
     return true;
@@ -1388,9 +1486,10 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
     conf->remap = cdn_xcalloc(v->nitems, sizeof(*conf->remap));
     conf->nremap = v->nitems;
     ld->remap_upstream = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
+    ld->remap_group = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(char *));
     for (size_t i = 0; i < v->nitems; i++) {
         const struct node *e = v->items[i];
-        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[4];
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i), *copy = NULL, *w[5];
         size_t n;
 
         conf->remap[i].pos = e->pos;
@@ -1401,20 +1500,40 @@ static void set_remap(struct loader *ld, const struct conf_cmd *cmd, const struc
             goto next;
         }
         copy = cdn_xstrdup(e->str);
-        n = split_words(copy, w, 4);
+        n = split_words(copy, w, 5);
+        char *up = NULL, *grp = NULL;
+        bool bad_opt = false;
+        for (size_t k = 3; k < n && k < 5 && !bad_opt; k++) {
+            if (strncmp(w[k], "@upstream=", 10) == 0 && w[k][10] != '\0' && up == NULL)
+                up = w[k] + 10;
+            else if (strncmp(w[k], "@group=", 7) == 0 && w[k][7] != '\0' && grp == NULL)
+                grp = w[k] + 7;
+            else {
+                show_bytes(sh.s, w[k], strlen(w[k]));
+                conf_err(ld, e->pos, ikey,
+                         "unknown option \"%s\" (the options are @upstream=NAME and @group=NAME)", sh.s);
+                bad_opt = true;
+            }
+        }
         if (n >= 1 && strcmp(w[0], "map") != 0) {
             show_bytes(sh.s, w[0], strlen(w[0]));
             conf_err(ld, e->pos, ikey, "unsupported rule type \"%s\" (only \"map\" is supported)", sh.s);
-        } else if (n == 4 && (strncmp(w[3], "@upstream=", 10) != 0 || w[3][10] == '\0')) {
-            show_bytes(sh.s, w[3], strlen(w[3]));
-            conf_err(ld, e->pos, ikey, "unknown option \"%s\" (the only one is @upstream=NAME)", sh.s);
-        } else if (n != 3 && n != 4) {
-            conf_err(ld, e->pos, ikey, "expected \"map FROM TO [@upstream=NAME]\", got %s", describe(e, &sh));
+        } else if (bad_opt) {
+            /* reported above */
+        } else if (n < 3 || n > (up != NULL && grp != NULL ? 5u : 4u)) {
+            conf_err(ld, e->pos, ikey, "expected \"map FROM TO [@upstream=NAME | @group=NAME]\", got %s",
+                     describe(e, &sh));
+        } else if (up != NULL && grp != NULL) {
+            /* a group names its own TLS profile (its upstream: key); two sources would be ambiguous */
+            conf_err(ld, e->pos, ikey,
+                     "give @upstream=NAME or @group=NAME, not both (a group's profile is its upstream: key)");
         } else {
             conf->remap[i].from = cdn_xstrdup(w[1]);
             conf->remap[i].to = cdn_xstrdup(w[2]);
-            if (n == 4)
-                ld->remap_upstream[i] = cdn_xstrdup(w[3] + 10);
+            if (up != NULL)
+                ld->remap_upstream[i] = cdn_xstrdup(up);
+            if (grp != NULL)
+                ld->remap_group[i] = cdn_xstrdup(grp);
         }
     next:
         free(copy);
@@ -1775,6 +1894,133 @@ static void set_upstreams(struct loader *ld, const struct conf_cmd *cmd, const s
     }
 }
 
+#define CONF_MAX_UGROUPS 64
+
+static void set_parents(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                        void *base)
+{
+    struct cdn_conf_ugroup *g = base;
+    struct shown sh;
+    if (v->kind != NODE_SEQ || v->nitems == 0) {
+        conf_err(ld, v->pos, key, "expected %s (at least one), got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems > CDN_CONF_MAX_PARENTS) {
+        conf_err(ld, v->pos, key, "too many parents (%zu, at most %d)", v->nitems, CDN_CONF_MAX_PARENTS);
+        return;
+    }
+    g->parents = cdn_xcalloc(v->nitems, sizeof(*g->parents));
+    g->nparents = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_parent *p = &g->parents[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+        p->weight = 1;
+        p->pos = e->pos;
+        if (e->kind == NODE_MAP)
+            walk_map(ld, e, ikey, cmd->sub, p, seen);
+        else if (e->kind != NODE_BAD)
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        if (p->name == NULL && p->address != NULL)
+            p->name = cdn_xstrdup(p->address);
+        for (size_t j = 0; p->name != NULL && j < i; j++) {
+            if (g->parents[j].name != NULL && strcmp(g->parents[j].name, p->name) == 0) {
+                /* the name places a parent on the ring and labels its stats: it must be unique */
+                conf_err(ld, e->pos, ikey, "duplicate parent \"%s\" (also %s[%zu] at %d:%d)", p->name, key, j,
+                         g->parents[j].pos.line, g->parents[j].pos.col);
+                break;
+            }
+        }
+        free(ikey);
+    }
+}
+
+static void set_ugroups(struct loader *ld, const struct conf_cmd *cmd, const struct node *v, const char *key,
+                        void *base)
+{
+    struct cdn_conf *conf = base;
+    struct shown sh;
+    if (v->kind != NODE_SEQ) {
+        conf_err(ld, v->pos, key, "expected %s, got %s", cmd->what, describe(v, &sh));
+        return;
+    }
+    if (v->nitems > CONF_MAX_UGROUPS) {
+        conf_err(ld, v->pos, key, "too many groups (%zu, at most %d)", v->nitems, CONF_MAX_UGROUPS);
+        return;
+    }
+    conf->ugroups = cdn_xcalloc(v->nitems ? v->nitems : 1, sizeof(*conf->ugroups));
+    conf->nugroups = v->nitems;
+    for (size_t i = 0; i < v->nitems; i++) {
+        struct cdn_conf_ugroup *g = &conf->ugroups[i];
+        const struct node *e = v->items[i], *seen[CONF_MAX_CMDS] = {0};
+        char *ikey = cdn_xasprintf("%s[%zu]", key, i);
+        g->policy = CDN_UGROUP_CONSISTENT_HASH;
+        g->retries = 2;
+        g->keepalive = true;
+        g->health.fail_threshold = 3;
+        g->health.backoff_ms = 10000;
+        g->health.check_interval_ms = 5000;
+        g->health.check_timeout_ms = 2000;
+        g->pos = e->pos;
+        if (e->kind == NODE_MAP)
+            walk_map(ld, e, ikey, cmd->sub, g, seen);
+        else if (e->kind != NODE_BAD)
+            conf_err(ld, e->pos, ikey, "expected a map, got %s", describe(e, &sh));
+        for (size_t j = 0; g->name != NULL && j < i; j++) {
+            if (conf->ugroups[j].name != NULL && strcmp(conf->ugroups[j].name, g->name) == 0) {
+                char *nkey = cdn_xasprintf("%s.name", ikey);
+                conf_err(ld, seen_get(cmd->sub, seen, "name")->pos, nkey,
+                         "duplicate group name \"%s\" (also %s[%zu] at %d:%d)", g->name, key, j,
+                         conf->ugroups[j].pos.line, conf->ugroups[j].pos.col);
+                free(nkey);
+                break;
+            }
+        }
+        free(ikey);
+    }
+}
+
+/* After the walk: each group's upstream: names a profile, each "@group=NAME" a group. */
+static void resolve_groups(struct loader *ld, struct cdn_conf *conf, char **names)
+{
+    struct shown sh;
+    for (size_t i = 0; i < conf->nugroups; i++) {
+        struct cdn_conf_ugroup *g = &conf->ugroups[i];
+        if (g->upstream == NULL)
+            continue;
+        size_t j = 0;
+        while (j < conf->nupstreams &&
+               (conf->upstreams[j].name == NULL || strcmp(conf->upstreams[j].name, g->upstream) != 0))
+            j++;
+        if (j < conf->nupstreams) {
+            g->profile = j + 1;
+        } else {
+            char *ikey = cdn_xasprintf("upstream_groups[%zu].upstream", i);
+            show_bytes(sh.s, g->upstream, strlen(g->upstream));
+            conf_err(ld, g->upstream_pos, ikey, "no such profile \"%s\" in upstreams:%s", sh.s,
+                     conf->nupstreams == 0 ? " (there is no upstreams: list)" : "");
+            free(ikey);
+        }
+    }
+    for (size_t i = 0; names != NULL && i < conf->nremap; i++) {
+        if (names[i] == NULL)
+            continue;
+        size_t j = 0;
+        while (j < conf->nugroups &&
+               (conf->ugroups[j].name == NULL || strcmp(conf->ugroups[j].name, names[i]) != 0))
+            j++;
+        if (j < conf->nugroups) {
+            conf->remap[i].group = j + 1;
+        } else {
+            char *ikey = cdn_xasprintf("remap[%zu]", i);
+            show_bytes(sh.s, names[i], strlen(names[i]));
+            conf_err(ld, conf->remap[i].pos, ikey, "@group=%s: no such group in upstream_groups:%s", sh.s,
+                     conf->nugroups == 0 ? " (there is no upstream_groups: list)" : "");
+            free(ikey);
+        }
+    }
+}
+
 /* After the walk (upstreams: may follow remap:): every "@upstream=NAME" names a profile. */
 static void resolve_remap_upstreams(struct loader *ld, struct cdn_conf *conf, char **names)
 {
@@ -1942,6 +2188,7 @@ int cdn_conf_load(const char *path, struct cdn_conf **out, char **err)
         load_sni_yaml(&ld, conf); /* after the inline rules, whatever the key order */
     if (ld.remap_upstream != NULL)
         resolve_remap_upstreams(&ld, conf, ld.remap_upstream);
+    resolve_groups(&ld, conf, ld.remap_group);
     if (conf->via == NULL)
         conf->via = cdn_xstrdup("cdn-node");
     struct cdn_conf_identity *id = &conf->identity;
@@ -1963,6 +2210,9 @@ out:
     for (size_t i = 0; ld.remap_upstream != NULL && conf != NULL && i < conf->nremap; i++)
         free(ld.remap_upstream[i]);
     free(ld.remap_upstream);
+    for (size_t i = 0; ld.remap_group != NULL && conf != NULL && i < conf->nremap; i++)
+        free(ld.remap_group[i]);
+    free(ld.remap_group);
     if (ret == 0) {
         *out = conf;
     } else {
@@ -2023,6 +2273,18 @@ void cdn_conf_free(struct cdn_conf **confp)
     for (size_t i = 0; i < conf->nupstreams; i++)
         upstream_free(&conf->upstreams[i]);
     free(conf->upstreams);
+    for (size_t i = 0; i < conf->nugroups; i++) {
+        struct cdn_conf_ugroup *g = &conf->ugroups[i];
+        for (size_t j = 0; j < g->nparents; j++) {
+            free(g->parents[j].address);
+            free(g->parents[j].name);
+        }
+        free(g->parents);
+        free(g->name);
+        free(g->upstream);
+        free(g->health.check_path);
+    }
+    free(conf->ugroups);
     free(conf->log.error);
     free(conf->log.access);
     free(conf->log.access_format);

@@ -86,7 +86,43 @@ struct cdn_conf_upstream {
 struct cdn_conf_remap_rule {
     char *from, *to; /* URLs from "map FROM TO" */
     size_t upstream; /* "@upstream=NAME": 1 + its index in cdn_conf.upstreams; 0 = the node's upstream: */
+    size_t group;    /* "@group=NAME": 1 + its index in cdn_conf.ugroups; 0 = none (never with upstream) */
     struct cdn_conf_pos pos;
+};
+
+/* Parent selection of an upstream group (docs/TIERING.md). */
+enum cdn_ugroup_policy { CDN_UGROUP_CONSISTENT_HASH = 0, CDN_UGROUP_ROUND_ROBIN, CDN_UGROUP_FIRST_LIVE };
+
+#define CDN_CONF_MAX_PARENTS 64 /* per group */
+
+struct cdn_conf_parent {
+    char *address;   /* "host:port"; required */
+    unsigned weight; /* share on the hash ring; default 1 */
+    char *name;      /* stats label and ring identity; default the address */
+    struct cdn_conf_pos pos;
+};
+
+struct cdn_conf_ugroup_health {
+    unsigned fail_threshold;    /* consecutive failures that take a parent out; default 3 */
+    uint64_t backoff_ms;        /* first wait before a probe of a parent that is out; default 10s */
+    char *check_path;           /* active check "GET check_path"; NULL = passive health only */
+    uint64_t check_interval_ms; /* default 5s */
+    uint64_t check_timeout_ms;  /* connect + response head of one check; default 2s */
+};
+
+/* One upstream_groups: entry: parents a remap rule's requests go to ("@group=NAME"). */
+struct cdn_conf_ugroup {
+    char *name; /* required, unique */
+    int policy; /* enum cdn_ugroup_policy */
+    struct cdn_conf_parent *parents;
+    size_t nparents;
+    char *upstream;   /* outbound TLS profile name from upstreams:; NULL = the node's upstream: */
+    size_t profile;   /* resolved: 1 + index in cdn_conf.upstreams; 0 = upstream: */
+    unsigned retries; /* further parents tried after the first; default 2 */
+    bool go_direct;   /* every parent out or failed: connect to the remap target itself */
+    bool keepalive;   /* default true: pool connections to the parents; false = one per request */
+    struct cdn_conf_ugroup_health health;
+    struct cdn_conf_pos pos, upstream_pos;
 };
 
 struct cdn_conf_timeouts {
@@ -176,6 +212,8 @@ struct cdn_conf {
     struct cdn_conf_upstream upstream;   /* the node default for TLS upstreams */
     struct cdn_conf_upstream *upstreams; /* named profiles, chosen per remap rule */
     size_t nupstreams;
+    struct cdn_conf_ugroup *ugroups; /* upstream_groups: */
+    size_t nugroups;
     struct cdn_conf_timeouts timeouts;
     struct cdn_conf_limits limits;
     struct cdn_conf_log log;

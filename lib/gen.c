@@ -159,6 +159,7 @@ static void gen_free(struct cdn_gen *g)
     cdn_stats_extra_dispose(&g->cert_series);
     cdn_alog_free(&g->alog);
     cdn_remap_free(&g->remap);
+    cdn_ugroups_free(&g->ugroups);
     cdn_gen_files_free(g->files, g->nfiles);
     cdn_conf_free(&g->conf);
     free(g);
@@ -189,7 +190,8 @@ static int build(struct cdn_gen *g, char **err)
     }
     if (cdn_remap_new(conf, &g->remap, err) != 0)
         return -1;
-    if (conf->admin.port >= 0) { /* the last listener; plain, never reachable through remap */
+    g->ugroups = cdn_ugroups_new(conf); /* health starts afresh with each generation (docs/TIERING.md) */
+    if (conf->admin.port >= 0) {        /* the last listener; plain, never reachable through remap */
         struct cdn_listener_rt *l = &g->listeners[g->nlisteners - 1];
         g->admin_conf.name = (char *)"admin";
         g->admin_conf.address = conf->admin.address != NULL ? conf->admin.address : (char *)"127.0.0.1";

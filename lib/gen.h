@@ -24,6 +24,7 @@
 #include "lib/http1.h"
 #include "lib/remap.h"
 #include "lib/stats.h"
+#include "lib/ugroup.h"
 
 /* What differs between the tiers, as far as the core needs to know (the role module decides it). */
 struct cdn_server_policy {
@@ -48,6 +49,7 @@ struct cdn_gen {
     SSL_CTX *upstream_ctx; /* client context for TLS upstreams; NULL when no rule needs one */
     SSL_CTX **profile_ctx; /* one per conf->upstreams[] profile (remap "@upstream=NAME") */
     size_t nprofiles;
+    struct cdn_ugroups *ugroups; /* upstream_groups: (lib/ugroup.h): parents, their health and counters */
     struct cdn_listener_rt *listeners; /* the config's listeners, then the admin listener if any */
     size_t nlisteners;
     struct cdn_conf_listener admin_conf; /* synthesised from conf->admin */

@@ -100,6 +100,11 @@ static void reset_request(struct cdn_session *s)
     s->cache_result = NULL;
     s->rule = NULL;
     s->up_reused = s->up_keepalive = false;
+    if (s->pp.group != NULL && s->pp.cur != SIZE_MAX)
+        cdn_ugroup_abandon(s->pp.group, s->pp.cur, s->pp.probe);
+    s->pp.group = NULL;
+    s->pp.cur = SIZE_MAX;
+    s->pp.probe = s->pp.direct = false;
     cdn_buf_dispose(&s->up_head);
     s->req_kind = CDN_HTTP_BODY_NONE;
     s->req_left = 0;
@@ -410,6 +415,8 @@ static void send_upstream_request(struct cdn_session *s)
     s->pc.req_time = (int64_t)time(NULL);
     s->t_upstream = cdn_now_ms();
     proxy_count(s, CDN_STAT_upstream_requests);
+    if (s->pp.group != NULL && s->pp.cur != SIZE_MAX)
+        atomic_fetch_add_explicit(&s->pp.group->parents[s->pp.cur].requests, 1, memory_order_relaxed);
     cdn_conn_write(s->up, cdn_buf_data(&s->up_head), s->up_head.len);
     s->state = ST_WAIT_RESP;
     cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_response_ms);
@@ -417,16 +424,28 @@ static void send_upstream_request(struct cdn_session *s)
         cdn_conn_read_start(s->down);
 }
 
-/* Takes an idle pooled conn to the rule's upstream when there is one (use_pool), else connects. */
+/* Takes an idle pooled conn to the rule's upstream when there is one (use_pool), else connects. The
+ * upstream is the current parent of the rule's group (s->pp), else upstream.address, else the remap
+ * target itself; the TLS name sent and verified is the target's (or the profile's server_name). */
 static void start_upstream(struct cdn_session *s, bool use_pool)
 {
     const struct cdn_remap_rule *rule = s->rule;
-    const struct cdn_conf_upstream *uc = cdn_remap_upstream(proxy_conf(s), rule); /* "@upstream=NAME" */
-    SSL_CTX *up_ctx = rule->upstream > 0 ? s->gen->profile_ctx[rule->upstream - 1] : s->gen->upstream_ctx;
+    const struct cdn_conf_upstream *uc = cdn_remap_upstream(proxy_conf(s), rule); /* the rule's profile */
+    size_t prof = cdn_remap_profile(proxy_conf(s), rule);
+    SSL_CTX *up_ctx = prof > 0 ? s->gen->profile_ctx[prof - 1] : s->gen->upstream_ctx;
     const char *host = rule->to.host;
     uint16_t port = rule->to.port;
     char *ovr_host = NULL;
-    if (uc->address != NULL) { /* a parent: connect there, still verify the target's name */
+    struct cdn_ugroup_parent *parent = NULL;
+    char via[48] = "";
+    if (s->pp.group != NULL) { /* a group's parent, or go_direct to the target */
+        if (!s->pp.direct) {
+            parent = &s->pp.group->parents[s->pp.cur];
+            host = parent->host;
+            port = parent->port;
+            snprintf(via, sizeof(via), "g%zu.%zu", rule->group, s->pp.cur);
+        }
+    } else if (uc->address != NULL) { /* a parent: connect there, still verify the target's name */
         const char *colon = strrchr(uc->address, ':');
         const char *h = uc->address;
         size_t hl = (size_t)(colon - h);
@@ -442,26 +461,80 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
     free(s->up_name);
     free(s->up_key);
     s->up_name = cdn_xasprintf("%s:%u", host, port);
-    /* the generation and the profile are part of the key: a conn made with one client certificate
-     * never serves another */
-    s->up_key =
-        cdn_xasprintf("%llu|%c|%s|%u|%s|%zu", (unsigned long long)s->gen->id, rule->to.tls ? 's' : 'p', host,
-                      port, rule->to.tls ? tls_name : "", rule->upstream);
+    /* the generation, the profile and the group's parent are part of the key: a conn made with one
+     * client certificate never serves another, and per-parent counters stay right */
+    s->up_key = cdn_xasprintf("%llu|%c|%s|%u|%s|%zu|%s", (unsigned long long)s->gen->id,
+                              rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "", prof, via);
+    if (s->pp.group != NULL && !s->pp.group->conf->keepalive)
+        use_pool = false; /* keepalive: false: a new connection per request */
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
     s->up_reused = s->up != NULL;
     if (s->up != NULL) {
         proxy_count(s, CDN_STAT_upstream_conns_reused);
+        if (parent != NULL)
+            atomic_fetch_add_explicit(&parent->conns_reused, 1, memory_order_relaxed);
         s->up->cb = on_up;
         s->up->data = s;
         send_upstream_request(s);
     } else {
         proxy_count(s, CDN_STAT_upstream_conns_opened);
+        if (parent != NULL)
+            atomic_fetch_add_explicit(&parent->conns_opened, 1, memory_order_relaxed);
         s->up = cdn_conn_connect(&s->w->loop, host, port, rule->to.tls ? up_ctx : NULL, tls_name,
                                  cdn_tls_upstream_checks_name(uc), in_cap(s), on_up, s);
         cdn_conn_set_timeout(s->up, proxy_conf(s)->timeouts.upstream_connect_ms);
         s->state = ST_CONNECT;
     }
     free(ovr_host);
+}
+
+/* Picks the next parent of the request's group for an attempt (s->pp.cur), or the remap target when
+ * none is left and the group may go direct. false: nothing left to try. */
+static bool next_parent(struct cdn_session *s)
+{
+    struct proxy_parents *pp = &s->pp;
+    const struct cdn_conf_ugroup *gc = pp->group->conf;
+    pp->cur = SIZE_MAX;
+    pp->probe = false;
+    if (pp->direct)
+        return false; /* the target itself was the last resort */
+    size_t p = cdn_ugroup_pick(pp->group, pp->order, pp->n, &pp->pos, pp->attempts, cdn_now_ms(), &pp->probe);
+    if (p == CDN_UGROUP_DIRECT) {
+        cdn_log(CDN_LOG_WARN, "conn=%llu: upstream group %s: %s; going direct to %s:%u",
+                (unsigned long long)s->down->id, gc->name,
+                pp->attempts > 0 ? "no further parent to try" : "no parent in service", s->rule->to.host,
+                s->rule->to.port);
+        pp->direct = true;
+        return true;
+    }
+    if (p != CDN_UGROUP_NONE) {
+        pp->cur = p;
+        pp->attempts++;
+        return true;
+    }
+    if (pp->attempts == 0) /* no attempt made: say why the request fails at once */
+        cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream group %s: no parent in service (all %zu out); 502",
+                (unsigned long long)s->down->id, s->down->peer, gc->name, pp->group->nparents);
+    return false;
+}
+
+/* The request's parent order, from its cache key when it has one, else from scheme, host and path. */
+static void plan_parents(struct cdn_session *s)
+{
+    struct proxy_parents *pp = &s->pp;
+    pp->group = &s->gen->ugroups->v[s->rule->group - 1];
+    pp->pos = pp->attempts = 0;
+    pp->cur = SIZE_MAX;
+    pp->probe = pp->direct = false;
+    if (s->pc.key.len > 0) {
+        pp->n = cdn_ugroup_order(pp->group, cdn_buf_data(&s->pc.key), s->pc.key.len, pp->order,
+                                 CDN_CONF_MAX_PARENTS);
+        return;
+    }
+    char *k = cdn_xasprintf("%s://%s%s", s->lis->ctx != NULL ? "https" : "http",
+                            s->host != NULL ? s->host : "", s->path != NULL ? s->path : "/");
+    pp->n = cdn_ugroup_order(pp->group, k, strlen(k), pp->order, CDN_CONF_MAX_PARENTS);
+    free(k);
 }
 
 static void handle_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)
@@ -537,6 +610,15 @@ void proxy_forward(struct cdn_session *s, const struct cdn_http_request *req, co
     /* the body waits in the socket until the upstream is open; pipelined requests wait too */
     cdn_conn_read_stop(s->down);
     cdn_conn_set_timeout(s->down, 0);
+    if (s->rule->group > 0) {
+        plan_parents(s);
+        if (!next_parent(s)) {
+            proxy_count(s, CDN_STAT_upstream_errors_connect);
+            if (!proxy_cache_upstream_error(s)) /* stale-if-error still applies */
+                proxy_send_error(s, 502, true);
+            return;
+        }
+    }
     start_upstream(s, true);
 }
 
@@ -749,6 +831,51 @@ void proxy_release_upstream(struct cdn_session *s)
     s->up = NULL;
 }
 
+/* Methods a request may be sent again with (RFC 9110 9.2.2). */
+static bool idempotent(const char *method)
+{
+    static const char *const m[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        if (strcmp(method, m[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The attempt on the group's current parent failed before a response head: marks the parent's health
+ * when the failure is its (connect, TLS, no head in time, a broken head), and tries the next parent
+ * when that is safe: always before the request was sent, afterwards only for an idempotent request
+ * with no body and no response byte. true: a new attempt is under way. */
+static bool parent_failed(struct cdn_session *s, const char *why)
+{
+    struct proxy_parents *pp = &s->pp;
+    if (s->resp_head_sent || (s->state != ST_CONNECT && s->state != ST_WAIT_RESP))
+        return false;
+    if (pp->cur != SIZE_MAX) {
+        cdn_ugroup_failure(pp->group, pp->cur, pp->probe, cdn_now_ms(), why);
+        pp->probe = false;
+    }
+    /* while connecting, nothing was sent: a body still waits in the client's socket */
+    if (s->state == ST_WAIT_RESP && (s->method == NULL || !idempotent(s->method) ||
+                                     s->req_kind != CDN_HTTP_BODY_NONE || s->up == NULL || s->up->in.len > 0))
+        return false;
+    const char *from = pp->direct            ? "the target"
+                       : pp->cur != SIZE_MAX ? pp->group->parents[pp->cur].conf->name
+                                             : "-";
+    if (!next_parent(s))
+        return false;
+    cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream group %s: %s failed (%s) while %s; trying %s",
+            (unsigned long long)s->down->id, s->down->peer, pp->group->conf->name, from, why,
+            state_action[s->state],
+            pp->direct ? "the target directly" : pp->group->parents[pp->cur].conf->name);
+    if (s->up != NULL) {
+        cdn_conn_close(s->up);
+        s->up = NULL;
+    }
+    start_upstream(s, true);
+    return true;
+}
+
 static void upstream_failed(struct cdn_session *s, int status, enum cdn_stat kind, const char *why)
 {
     /* A pooled conn the upstream closed while we reused it: nothing of the response came and the
@@ -763,6 +890,8 @@ static void upstream_failed(struct cdn_session *s, int status, enum cdn_stat kin
         return;
     }
     proxy_count(s, kind);
+    if (s->pp.group != NULL && parent_failed(s, why))
+        return; /* retried on the next parent (or direct) */
     cdn_log(CDN_LOG_WARN, "conn=%llu peer=%s: upstream %s: %s while %s", (unsigned long long)s->down->id,
             s->down->peer, s->up_name != NULL ? s->up_name : "-", why, state_action[s->state]);
     if (s->up != NULL) {
@@ -799,10 +928,14 @@ static void read_response_head(struct cdn_session *s)
             continue;
         }
         s->status = res.status;
+        if (s->pp.group != NULL && s->pp.cur != SIZE_MAX) { /* a response, even a 5xx: the parent is alive */
+            cdn_ugroup_success(s->pp.group, s->pp.cur, s->pp.probe);
+            s->pp.probe = false;
+        }
         if (!s->down->sink)
             cdn_stats_observe(&s->w->stats, CDN_STAT_upstream_response_seconds,
                               (cdn_now_ms() - s->t_upstream) * 1000);
-        s->up_keepalive = res.keep_alive;
+        s->up_keepalive = res.keep_alive && (s->pp.group == NULL || s->pp.group->conf->keepalive);
         cdn_buf_dispose(&s->up_head);
         s->resp_kind = res.body_kind;
         s->resp_left = res.content_length;
@@ -906,6 +1039,11 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         if (c->ssl != NULL)
             proxy_count(s, SSL_session_reused(c->ssl) ? CDN_STAT_upstream_tls_resumed
                                                       : CDN_STAT_upstream_tls_full);
+        if (c->ssl != NULL && s->pp.group != NULL && s->pp.cur != SIZE_MAX) {
+            struct cdn_ugroup_parent *p = &s->pp.group->parents[s->pp.cur];
+            atomic_fetch_add_explicit(SSL_session_reused(c->ssl) ? &p->tls_resumed : &p->tls_full, 1,
+                                      memory_order_relaxed);
+        }
         if (c->ssl != NULL &&
             cdn_remap_upstream(proxy_conf(s), s->rule)->verify_policy == CDN_VERIFY_PERMISSIVE &&
             SSL_get_verify_result(c->ssl) != X509_V_OK) { /* PERMISSIVE let it through */
@@ -1074,6 +1212,7 @@ void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_s
     s->gen = gen;
     s->li = li;
     s->lis = l;
+    s->pp.cur = SIZE_MAX;
     cdn_buf_init(&s->up_head);
     int err = 0;
     s->down = cdn_conn_accept(listener, l->ctx, in_cap(s), on_down, s, &err);
@@ -1110,6 +1249,7 @@ struct cdn_session *proxy_session_background(const struct cdn_session *parent)
     s->gen = cdn_gen_ref(parent->gen);
     s->li = parent->li;
     s->lis = parent->lis;
+    s->pp.cur = SIZE_MAX;
     cdn_buf_init(&s->up_head);
     s->down = cdn_conn_sink(&w->loop, on_down, s);
     s->next = w->sessions;

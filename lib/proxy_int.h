@@ -19,6 +19,7 @@
 #include "lib/server.h"
 #include "lib/stats.h"
 #include "lib/tunnel.h"
+#include "lib/ugroup.h"
 
 /* Per-exchange cache state; zero means "the cache is not involved". */
 struct proxy_cache {
@@ -56,6 +57,17 @@ struct proxy_tunnel {
     bool via_peer; /* edge: the tunnel goes through a peer node (else straight to the service) */
     bool active;   /* counted in tunnels_active */
     uint64_t counted_up, counted_down; /* relayed bytes already added to the stats */
+};
+
+/* Parent selection for a rule with "@group=NAME" (lib/ugroup.h); zero/NULL group = not used. */
+struct proxy_parents {
+    struct cdn_ugroup *group;
+    size_t order[CDN_CONF_MAX_PARENTS]; /* the request's parents, in the order they are tried */
+    size_t n, pos;                      /* pos: the next one to consider */
+    size_t cur;                         /* the parent of the current attempt; SIZE_MAX = none */
+    bool probe;                         /* the current attempt is cur's half-open probe (unreported) */
+    bool direct;                        /* go_direct: the current attempt goes to the remap target */
+    unsigned attempts;                  /* parents tried for this request */
 };
 
 #define SESSION_MAGIC 0x73657373u
@@ -115,6 +127,8 @@ struct cdn_session {
     struct proxy_cache pc; /* the cache's part of the exchange (proxy_cache.c) */
 
     struct proxy_tunnel pt; /* a CONNECT's part (proxy_tunnel.c) */
+
+    struct proxy_parents pp; /* the parent of an upstream group (proxy.c) */
 
     /* the response in flight */
     int status;

@@ -176,6 +176,7 @@ int cdn_remap_new(const struct cdn_conf *conf, struct cdn_remap **out, char **er
 
         rule->pos = cr->pos;
         rule->upstream = cr->upstream <= conf->nupstreams ? cr->upstream : 0; /* the loader checked it */
+        rule->group = cr->group <= conf->nugroups ? cr->group : 0;
         if (cr->from == NULL || cr->to == NULL) {
             /* Only a conf that failed to load lacks them; be safe anyway. */
             cdn_strappendf(&errs, "%s:%d:%d: remap[%zu]: missing FROM or TO", conf->path, cr->pos.line,

@@ -25,6 +25,7 @@ void cdn_url_dispose(struct cdn_url *u);
 struct cdn_remap_rule {
     struct cdn_url from, to;
     size_t upstream; /* 0: the node's upstream:; N: conf->upstreams[N - 1] ("@upstream=NAME") */
+    size_t group;    /* 0: none; N: conf->ugroups[N - 1] ("@group=NAME"), whose profile then applies */
     struct cdn_conf_pos pos;
 };
 
@@ -37,11 +38,19 @@ struct cdn_remap {
 int cdn_remap_new(const struct cdn_conf *conf, struct cdn_remap **out, char **err);
 void cdn_remap_free(struct cdn_remap **r);
 
-/* The upstream settings a rule's requests go out with: its "@upstream=NAME" profile, else upstream:. */
+/* The profile index (0 = upstream:, N = upstreams[N - 1]) a rule's requests go out with: its group's
+ * upstream: key, else its "@upstream=NAME". */
+static inline size_t cdn_remap_profile(const struct cdn_conf *conf, const struct cdn_remap_rule *rule)
+{
+    return rule->group > 0 ? conf->ugroups[rule->group - 1].profile : rule->upstream;
+}
+
+/* The upstream settings a rule's requests go out with (see cdn_remap_profile). */
 static inline const struct cdn_conf_upstream *cdn_remap_upstream(const struct cdn_conf *conf,
                                                                  const struct cdn_remap_rule *rule)
 {
-    return rule->upstream > 0 ? &conf->upstreams[rule->upstream - 1] : &conf->upstream;
+    size_t p = cdn_remap_profile(conf, rule);
+    return p > 0 ? &conf->upstreams[p - 1] : &conf->upstream;
 }
 
 /* Finds the rule for a request. host is the Host header value (may carry ":port"; the port defaults

@@ -22,6 +22,7 @@
 
 #include "lib/certcheck.h"
 #include "lib/collapse.h"
+#include "lib/hcheck.h"
 #include "lib/log.h"
 #include "lib/pool.h"
 #include "lib/proxy.h"
@@ -161,6 +162,7 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
     cdn_stats_set(sum, CDN_STAT_log_access_dropped, cdn_log_access_dropped());
     struct cdn_gen *g = cdn_server_gen(s);
     cdn_stats_extra_copy(extra, &g->cert_series);
+    cdn_ugroups_stats(g->ugroups, extra); /* per-parent series of the current generation */
     cdn_stats_set(sum, CDN_STAT_generation, g->id);
     cdn_gen_unref(&g);
     uv_mutex_lock(&s->gen_lock);
@@ -540,9 +542,10 @@ struct run_state {
     uv_loop_t *loop;
     uv_timer_t drain_timer;
     uv_async_t wake;
-    uv_async_t reload;       /* POST /reload */
-    uv_timer_t watch_timer;  /* watch_files */
-    struct cdn_watch *watch; /* content of the current generation's files */
+    uv_async_t reload;         /* POST /reload */
+    uv_timer_t watch_timer;    /* watch_files */
+    struct cdn_watch *watch;   /* content of the current generation's files */
+    struct cdn_hcheck *hcheck; /* active health checks of the current generation's groups */
     bool draining;
     bool stopping;
     uint64_t drain_start;
@@ -623,7 +626,12 @@ static void reload(struct run_state *rs, const char *why)
         cdn_log(CDN_LOG_WARN, "reload (%s) ignored: draining", why);
         return;
     }
+    uint64_t before = rs->s->gen->id;
     cdn_server_reload(rs->s, why);
+    if (rs->s->gen->id != before) { /* health lives in the generation: its checks follow it */
+        cdn_hcheck_stop(&rs->hcheck);
+        rs->hcheck = cdn_hcheck_start(rs->loop, rs->s->gen);
+    }
     /* a new generation may name other files: record them now, so that only later edits count */
     if (rs->watch != NULL)
         cdn_watch_scan(rs->watch, rs->s->gen->files, rs->s->gen->nfiles);
@@ -738,6 +746,7 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     s->reload_wake = &rs.reload;
     uv_mutex_unlock(&s->gen_lock);
     watch_rearm(&rs);
+    rs.hcheck = cdn_hcheck_start(&main_loop, s->gen);
     atomic_store(&s->ready, true);
     for (size_t i = 0; i < s->nlisteners; i++) {
         const struct cdn_listener_rt *l = &s->gen->listeners[i];
@@ -763,6 +772,7 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
     uv_mutex_lock(&s->gen_lock);
     s->reload_wake = NULL;
     uv_mutex_unlock(&s->gen_lock);
+    cdn_hcheck_stop(&rs.hcheck); /* its close callbacks run in the loop below */
     for (size_t i = 0; i < 4; i++)
         uv_close((uv_handle_t *)&sigs[i], NULL);
     uv_close((uv_handle_t *)&rs.reload, NULL);

@@ -275,7 +275,7 @@ void cdn_stats_extra_add(struct cdn_stats_extra *x, enum cdn_stat family, const 
                          int64_t value, bool until)
 {
     const struct cdn_stat_meta *m = cdn_stats_meta_of(family);
-    CDN_ASSERT(m != NULL && m->kind == CDN_STAT_KIND_SERIES);
+    CDN_ASSERT(m != NULL && CDN_STAT_KIND_IS_SERIES(m->kind));
     if (x->nseries == x->cap) {
         x->cap = x->cap == 0 ? 8 : x->cap * 2;
         x->series = cdn_xrealloc(x->series, x->cap * sizeof(*x->series));
@@ -551,6 +551,7 @@ void cdn_stats_render_json(const struct cdn_stats *sum, const struct cdn_stats_e
             put_ratio(out, ratio_of(sum, m->id));
             break;
         case CDN_STAT_KIND_SERIES:
+        case CDN_STAT_KIND_CSERIES:
             json_series(out, m, extra, now);
             break;
         }
@@ -569,6 +570,7 @@ static const char *prom_type(enum cdn_stat_kind k)
 {
     switch (k) {
     case CDN_STAT_KIND_COUNTER:
+    case CDN_STAT_KIND_CSERIES:
         return "counter";
     case CDN_STAT_KIND_HISTOGRAM:
         return "histogram";
@@ -580,7 +582,8 @@ static const char *prom_type(enum cdn_stat_kind k)
 /* "cdn_<family>[_total]" */
 static void prom_name(struct cdn_buf *out, const struct cdn_stat_meta *m)
 {
-    putf(out, "cdn_%s%s", m->family, m->kind == CDN_STAT_KIND_COUNTER ? "_total" : "");
+    bool counter = m->kind == CDN_STAT_KIND_COUNTER || m->kind == CDN_STAT_KIND_CSERIES;
+    putf(out, "cdn_%s%s", m->family, counter ? "_total" : "");
 }
 
 /* "{role="...",<labels>}" */
@@ -676,6 +679,7 @@ void cdn_stats_render_prometheus(const struct cdn_stats *sum, const struct cdn_s
             prom_histogram(out, sum, m, role);
             break;
         case CDN_STAT_KIND_SERIES:
+        case CDN_STAT_KIND_CSERIES:
             prom_series(out, m, extra, role, now);
             break;
         }
@@ -697,7 +701,8 @@ void cdn_stats_doc(struct cdn_buf *out)
             put(out, "_bucket{le}`, `_sum`, `_count` | histogram");
             break;
         case CDN_STAT_KIND_SERIES:
-            putf(out, "{%s}` | gauge, one series each", m->labels);
+        case CDN_STAT_KIND_CSERIES:
+            putf(out, "{%s}` | %s, one series each", m->labels, prom_type(m->kind));
             break;
         case CDN_STAT_KIND_RATIO:
             put(out, "` | gauge, derived");

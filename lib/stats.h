@@ -42,6 +42,7 @@
 #define CDN_STATS_SLOTS_HISTOGRAM (CDN_STATS_NBUCKETS + 2) /* buckets (not cumulative), +Inf, sum in us */
 #define CDN_STATS_SLOTS_RATIO     1                        /* unused: keeps ids unique */
 #define CDN_STATS_SLOTS_SERIES    1                        /* unused: keeps ids unique */
+#define CDN_STATS_SLOTS_CSERIES   1                        /* unused: keeps ids unique */
 
 /* CDN_STAT_<name> is the index of the row's first slot in struct cdn_stats.v. */
 enum cdn_stat {
@@ -58,7 +59,11 @@ enum cdn_stat_kind {
     CDN_STAT_KIND_HISTOGRAM,
     CDN_STAT_KIND_RATIO,
     CDN_STAT_KIND_SERIES,
+    CDN_STAT_KIND_CSERIES, /* a SERIES of counters: rendered as a Prometheus counter */
 };
+
+/* A family whose series are registered at run time (SERIES or CSERIES). */
+#define CDN_STAT_KIND_IS_SERIES(k) ((k) == CDN_STAT_KIND_SERIES || (k) == CDN_STAT_KIND_CSERIES)
 
 /* One row of the table. */
 struct cdn_stat_meta {
@@ -162,7 +167,8 @@ struct cdn_stats_extra {
 
 void cdn_stats_extra_init(struct cdn_stats_extra *x);
 void cdn_stats_extra_dispose(struct cdn_stats_extra *x);
-/* Adds a series to family (a SERIES row; asserted). values holds one string per label name of the row
+/* Adds a series to family (a SERIES or CSERIES row; asserted). values holds one string per label name of the
+ * row
  * ("kind,file,subject": 3), copied; they may hold any bytes except NUL (escaped when rendered, invalid
  * UTF-8 replaced). until: see struct cdn_stats_series. A series whose label values repeat an earlier
  * one of the same family is kept but not rendered. Example, at certificate load time:

@@ -13,6 +13,8 @@
  *         RATIO     derived at render time from other rows (lib/stats.c says how); a gauge
  *         SERIES    a gauge family whose series are registered at run time (struct cdn_stats_extra),
  *                   one per label set; labels lists the label names, comma-separated
+ *         CSERIES   the same for counters kept outside the worker blocks (per-parent figures of
+ *                   lib/ugroup.c): rendered "cdn_<family>_total" with TYPE counter
  * family: the Prometheus name without the "cdn_" prefix and the "_total" suffix. Rows of one family
  *         are adjacent, share kind and help, and differ by their labels; HELP and TYPE come once.
  * labels: the row's constant labels in exposition syntax (key="value",...), or "" for none. Every
@@ -145,6 +147,20 @@
       "Upstream requests sent on a kept-alive connection from the pool")                                     \
     X(upstream_response_seconds, HISTOGRAM, upstream_response_seconds, "",                                   \
       "Time from the start of an upstream request (connect included) to its response head")                  \
+    /* parents of upstream groups (lib/ugroup.c, docs/TIERING.md) */                                         \
+    X(parent_requests, CSERIES, upstream_parent_requests, "group,parent",                                    \
+      "Requests sent to a parent of an upstream group (every attempt, retries included)")                    \
+    X(parent_failures, CSERIES, upstream_parent_failures, "group,parent",                                    \
+      "Failed attempts on a parent: connect refused or timed out, TLS failure, no response head in time, "   \
+      "failed active check (a 5xx response is not one)")                                                     \
+    X(parent_state_changes, CSERIES, upstream_parent_state_changes, "group,parent",                          \
+      "Times a parent was taken out of service (up to down) or put back (down to up)")                       \
+    X(parent_up, SERIES, upstream_parent_up, "group,parent",                                                 \
+      "1 while a parent is in service, 0 while it is out (until its back-off passes and a probe succeeds)")  \
+    X(parent_connections, CSERIES, upstream_parent_connections, "group,parent,kind",                         \
+      "Connections used for requests to a parent: kind opened (new) or reused (from the pool)")              \
+    X(parent_tls_handshakes, CSERIES, upstream_parent_tls_handshakes, "group,parent,kind",                   \
+      "TLS handshakes on new connections to a parent: kind full or resumed")                                 \
     /* CONNECT tunnels (docs/TUNNELS.md) */                                                                  \
     X(tunnels, COUNTER, tunnels, "", "CONNECT tunnels established (answered 200, relaying)")                 \
     X(tunnels_active, GAUGE, tunnels_active, "", "CONNECT tunnels relaying now")                             \

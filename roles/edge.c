@@ -15,9 +15,10 @@ static int edge_validate(const struct cdn_conf *conf, char **err, char **warn)
     bool tls_upstream = false;
     for (size_t i = 0; i < conf->nremap; i++) {
         size_t n = strlen("https://");
-        /* rules with their own profile (@upstream=NAME) do not use upstream: */
+        /* rules with their own profile (@upstream=NAME, or a group's upstream:) do not use upstream: */
+        size_t g = conf->remap[i].group;
         tls_upstream |= conf->remap[i].to != NULL && strncasecmp(conf->remap[i].to, "https://", n) == 0 &&
-                        conf->remap[i].upstream == 0;
+                        conf->remap[i].upstream == 0 && (g == 0 || conf->ugroups[g - 1].profile == 0);
     }
     if (tls_upstream && conf->upstream.client_certificate == NULL)
         cdn_strappendf(warn,

@@ -322,11 +322,12 @@ def cross_check(j, fams, rows, role):
             for k in set(got) & set(exp):
                 if not near(got[k], exp[k]):
                     errs.append("%s: %s is %g in /metrics, %g in /stats" % (key, k, got[k], exp[k]))
-        elif typ.startswith("gauge, one series"):
+        elif typ.startswith("gauge, one series") or typ.startswith("counter, one series"):
             used.add(name)
             f = fams.get(name)
-            if f is None or f["type"] != "gauge":
-                errs.append("%s: no gauge family %s in /metrics" % (key, name))
+            ptype = typ.split(",")[0]  # SERIES rows are gauges, CSERIES rows counters
+            if f is None or f["type"] != ptype:
+                errs.append("%s: no %s family %s in /metrics" % (key, ptype, name))
                 continue
             got = sorted((tuple(sorted((k, x) for k, x in ls.items() if k != "role")), v) for _, ls, v in f["samples"])
             exp = sorted((tuple(sorted((k, str(x)) for k, x in o.items() if k != "value")), float(o["value"])) for o in j[key])

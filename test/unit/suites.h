@@ -28,5 +28,6 @@ Suite *suite_health(void);
 Suite *suite_pin(void);
 Suite *suite_ident(void);
 Suite *suite_tunnel(void);
+Suite *suite_ugroup(void);
 
 #endif

@@ -606,9 +606,11 @@ START_TEST(test_remap_syntax)
                        "  - [map, a, b]\n"
                        "  -\n"
                        "  - map http://c/ http://d/\n");
-    ck_assert_line(e, "3:5: remap[0]: expected \"map FROM TO [@upstream=NAME]\", got \"map http://a/\"");
+    ck_assert_line(
+        e, "3:5: remap[0]: expected \"map FROM TO [@upstream=NAME | @group=NAME]\", got \"map http://a/\"");
     ck_assert_line(e, "4:5: remap[1]: unsupported rule type \"redirect\" (only \"map\" is supported)");
-    ck_assert_line(e, "5:5: remap[2]: unknown option \"extra\" (the only one is @upstream=NAME)");
+    ck_assert_line(
+        e, "5:5: remap[2]: unknown option \"extra\" (the options are @upstream=NAME and @group=NAME)");
     ck_assert_line(e, "6:5: remap[3]: expected a string \"map FROM TO\", got a sequence");
     ck_assert_line(e, "7:4: remap[4]: expected a string \"map FROM TO\", got an empty value");
     ck_assert_uint_eq(count_lines(e), 5);
@@ -1173,7 +1175,8 @@ START_TEST(test_upstream_profiles)
                        "upstream:\n"
                        "  name: default\n");
     ck_assert_line(e, "3:5: remap[0]: @upstream=nope: no such profile in upstreams:");
-    ck_assert_line(e, "4:5: remap[1]: unknown option \"@upstream=\" (the only one is @upstream=NAME)");
+    ck_assert_line(
+        e, "4:5: remap[1]: unknown option \"@upstream=\" (the options are @upstream=NAME and @group=NAME)");
     ck_assert_line(e, "6:5: upstreams[0].client_key: missing required key (client_certificate is given)");
     ck_assert_line(e, "8:11: upstreams[1].name: duplicate upstream name \"p1\" (also upstreams[0] at 6:5)");
     ck_assert_line(e, "9:5: upstreams[2].name: missing required key");
@@ -1185,6 +1188,109 @@ START_TEST(test_upstream_profiles)
                  "  - map http://a/ https://b/ @upstream=p\n");
     ck_assert_line(e,
                    "3:5: remap[0]: @upstream=p: no such profile in upstreams: (there is no upstreams: list)");
+    free(e);
+}
+END_TEST
+
+START_TEST(test_upstream_groups)
+{
+    struct cdn_conf *c = load_ok("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                                 "remap:\n"
+                                 "  - map http://a/ https://b/ @group=g2\n"
+                                 "  - map http://c/ https://d/\n"
+                                 "upstreams: [{name: p}]\n"
+                                 "upstream_groups:\n"
+                                 "  - name: g1\n"
+                                 "    parents: [{address: 10.0.0.1:443}]\n"
+                                 "  - name: g2\n"
+                                 "    policy: first_live\n"
+                                 "    upstream: p\n"
+                                 "    retries: 0\n"
+                                 "    go_direct: true\n"
+                                 "    keepalive: false\n"
+                                 "    parents:\n"
+                                 "      - {address: \"[::1]:8443\", weight: 3, name: r1}\n"
+                                 "      - address: r2.example:443\n"
+                                 "    health: {fail_threshold: 1, backoff: 2s, check_path: /healthz,\n"
+                                 "             check_interval: 1s, check_timeout: 500ms}\n");
+    ck_assert_uint_eq(c->nugroups, 2);
+    const struct cdn_conf_ugroup *g = &c->ugroups[0];
+    ck_assert_int_eq(g->policy, CDN_UGROUP_CONSISTENT_HASH); /* defaults */
+    ck_assert_uint_eq(g->retries, 2);
+    ck_assert(!g->go_direct);
+    ck_assert(g->keepalive);
+    ck_assert_uint_eq(g->profile, 0);
+    ck_assert_uint_eq(g->health.fail_threshold, 3);
+    ck_assert_uint_eq(g->health.backoff_ms, 10000);
+    ck_assert_ptr_null(g->health.check_path);
+    ck_assert_uint_eq(g->health.check_interval_ms, 5000);
+    ck_assert_uint_eq(g->health.check_timeout_ms, 2000);
+    ck_assert_uint_eq(g->parents[0].weight, 1);
+    ck_assert_str_eq(g->parents[0].name, "10.0.0.1:443"); /* the address by default */
+    g = &c->ugroups[1];
+    ck_assert_int_eq(g->policy, CDN_UGROUP_FIRST_LIVE);
+    ck_assert_uint_eq(g->profile, 1);
+    ck_assert_uint_eq(g->retries, 0);
+    ck_assert(g->go_direct);
+    ck_assert(!g->keepalive);
+    ck_assert_uint_eq(g->nparents, 2);
+    ck_assert_str_eq(g->parents[0].name, "r1");
+    ck_assert_uint_eq(g->parents[0].weight, 3);
+    ck_assert_str_eq(g->parents[1].address, "r2.example:443");
+    ck_assert_uint_eq(g->health.fail_threshold, 1);
+    ck_assert_uint_eq(g->health.backoff_ms, 2000);
+    ck_assert_str_eq(g->health.check_path, "/healthz");
+    ck_assert_uint_eq(g->health.check_interval_ms, 1000);
+    ck_assert_uint_eq(g->health.check_timeout_ms, 500);
+    ck_assert_uint_eq(c->remap[0].group, 2);
+    ck_assert_uint_eq(c->remap[1].group, 0);
+    struct cdn_remap *r = NULL;
+    char *err = NULL;
+    ck_assert_int_eq(cdn_remap_new(c, &r, &err), 0);
+    ck_assert_uint_eq(r->rules[0].group, 2);
+    ck_assert_uint_eq(cdn_remap_profile(c, &r->rules[0]), 1); /* the group's profile */
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[0]), &c->upstreams[0]);
+    ck_assert_ptr_eq(cdn_remap_upstream(c, &r->rules[1]), &c->upstream);
+    cdn_remap_free(&r);
+    cdn_conf_free(&c);
+
+    char *e =
+        load_err("listeners: [{address: 127.0.0.1, port: 1}]\n"
+                 "remap:\n"
+                 "  - map http://a/ https://b/ @group=nope\n"
+                 "  - map http://a/ https://b/ @group=g @upstream=p\n"
+                 "upstream_groups:\n"
+                 "  - name: g\n"
+                 "    policy: random\n"
+                 "    upstream: missing\n"
+                 "    parents: [{address: nohost}, {address: 1.2.3.4:5, weight: 0}, {address: 1.2.3.4:5}]\n"
+                 "  - name: g\n"
+                 "    parents: []\n"
+                 "    health: {check_path: healthz}\n"
+                 "  - parents: [{name: x}]\n");
+    ck_assert_line(e, "3:5: remap[0]: @group=nope: no such group in upstream_groups:");
+    ck_assert_line(e, "4:5: remap[1]: give @upstream=NAME or @group=NAME, not both (a group's profile is its "
+                      "upstream: key)");
+    ck_assert_msg(strstr(e, "7:13: upstream_groups[0].policy: expected one of consistent_hash") != NULL, "%s",
+                  e);
+    ck_assert_line(
+        e, "8:15: upstream_groups[0].upstream: no such profile \"missing\" in upstreams: (there is no "
+           "upstreams: list)");
+    ck_assert_msg(strstr(e, "9:25: upstream_groups[0].parents[0].address: expected host:port") != NULL, "%s",
+                  e);
+    ck_assert_msg(strstr(e, "upstream_groups[0].parents[1].weight: expected") != NULL, "%s", e);
+    ck_assert_msg(strstr(e, "upstream_groups[0].parents[2]: duplicate parent \"1.2.3.4:5\"") != NULL, "%s",
+                  e);
+    ck_assert_msg(strstr(e, "10:11: upstream_groups[1].name: duplicate group name \"g\"") != NULL, "%s", e);
+    ck_assert_msg(
+        strstr(e, "11:14: upstream_groups[1].parents: expected a sequence of parent maps (at least one)") !=
+            NULL,
+        "%s", e);
+    ck_assert_msg(strstr(e, "upstream_groups[1].health.check_path: expected a path starting with '/'") !=
+                      NULL,
+                  "%s", e);
+    ck_assert_msg(strstr(e, "upstream_groups[2].name: missing required key") != NULL, "%s", e);
+    ck_assert_msg(strstr(e, "upstream_groups[2].parents[0].address: missing required key") != NULL, "%s", e);
     free(e);
 }
 END_TEST
@@ -1360,6 +1466,7 @@ Suite *suite_conf(void)
     tcase_add_test(tc, test_identity_and_tls_log);
     tcase_add_test(tc, test_sni_yaml);
     tcase_add_test(tc, test_upstream_profiles);
+    tcase_add_test(tc, test_upstream_groups);
     tcase_add_test(tc, test_tunnel_block);
     suite_add_tcase(s, tc);
     return s;

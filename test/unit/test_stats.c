@@ -561,7 +561,7 @@ START_TEST(table_consistency)
             ck_assert_msg(is_ident(key, false), "%s: bad label name in '%s'", m->name, m->labels);
             ck_assert_msg(strcmp(key, "role") != 0 && strcmp(key, "le") != 0 && strcmp(key, "value") != 0,
                           "%s: label %s is reserved", m->name, key);
-            if (m->kind != CDN_STAT_KIND_SERIES) {
+            if (!CDN_STAT_KIND_IS_SERIES(m->kind)) {
                 ck_assert_msg(p[0] == '=' && p[1] == '"', "%s: labels '%s'", m->name, m->labels);
                 p += 2;
                 while (*p != '"') {
@@ -575,7 +575,7 @@ START_TEST(table_consistency)
             else
                 ck_assert_msg(*p == '\0', "%s: labels '%s'", m->name, m->labels);
         }
-        if (m->kind == CDN_STAT_KIND_SERIES)
+        if (CDN_STAT_KIND_IS_SERIES(m->kind))
             ck_assert_msg(m->labels[0] != '\0', "%s: a series family needs label names", m->name);
     }
     ck_assert_uint_eq(slots, CDN_STAT__SLOTS);
@@ -840,6 +840,9 @@ START_TEST(prometheus_format)
                         (const char *[]){"client", "/c \"q\".pem", "CN=a\\b\nc"}, 6000, true);
     cdn_stats_extra_add(&x, CDN_STAT_certificate_expiry_seconds,
                         (const char *[]){"crl", "/crl.pem", "CN=\xff"}, 77, false);
+    cdn_stats_extra_add(&x, CDN_STAT_parent_requests, (const char *[]){"g1", "r1:443"}, 7, false);
+    cdn_stats_extra_add(&x, CDN_STAT_parent_connections, (const char *[]){"g1", "r1:443", "reused"}, 9,
+                        false);
 
     char *p = render(1, &s, &x, "edge");
     struct prom P;
@@ -851,13 +854,23 @@ START_TEST(prometheus_format)
         if (i > 0 && strcmp(cdn_stats_meta[i - 1].family, m->family) == 0)
             continue;
         char name[128];
-        snprintf(name, sizeof(name), "cdn_%s%s", m->family, m->kind == CDN_STAT_KIND_COUNTER ? "_total" : "");
+        bool counter = m->kind == CDN_STAT_KIND_COUNTER || m->kind == CDN_STAT_KIND_CSERIES;
+        snprintf(name, sizeof(name), "cdn_%s%s", m->family, counter ? "_total" : "");
         ck_assert_msg(nfam < P.nfamilies && strcmp(P.families[nfam], name) == 0, "family %zu: want %s", nfam,
                       name);
         nfam++;
     }
     ck_assert_uint_eq(nfam, P.nfamilies);
 
+    /* a CSERIES family is a counter: _total and TYPE counter, one sample per registered series */
+    ck_assert_ptr_nonnull(
+        strstr(p, "# TYPE cdn_upstream_parent_requests_total counter\n"
+                  "cdn_upstream_parent_requests_total{role=\"edge\",group=\"g1\",parent=\"r1:443\"} 7\n"));
+    ck_assert_ptr_nonnull(
+        strstr(p, "# TYPE cdn_upstream_parent_connections_total counter\n"
+                  "cdn_upstream_parent_connections_total{role=\"edge\",group=\"g1\",parent=\"r1:443\","
+                  "kind=\"reused\"} 9\n"));
+    ck_assert_ptr_nonnull(strstr(p, "# TYPE cdn_upstream_parent_up gauge\n"));
     ck_assert_ptr_nonnull(strstr(p, "# HELP cdn_requests_total Request heads received on data listeners\n"
                                     "# TYPE cdn_requests_total counter\n"
                                     "cdn_requests_total{role=\"edge\"} 5\n"));
