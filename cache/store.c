@@ -647,7 +647,8 @@ static void op_failed(struct cache_store *s, struct op *op, int rc)
     int zero = 0;
     switch (op->kind) {
     case OP_CHUNK:
-        atomic_compare_exchange_strong(&f->werr, &zero, rc);
+        /* negative, as every fill call returns errors: an errno from LMDB (EIO, ENOSPC) is positive */
+        atomic_compare_exchange_strong(&f->werr, &zero, rc > 0 ? -rc : rc);
         fill_drained(s, f, op->len);
         break;
     case OP_COMMIT:

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +61,11 @@ void cdn_collapse_free(struct cdn_collapse **tp)
     struct cdn_collapse *t = *tp;
     if (t == NULL)
         return;
-    for (size_t i = 0; i < NBUCKETS; i++)
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (struct entry *e = t->buckets[i]; e != NULL; e = e->next) /* names the culprit */
+            fprintf(stderr, "cdn-node: collapse entry left at exit: %.*s\n", (int)e->klen, e->key);
         CDN_ASSERT(t->buckets[i] == NULL);
+    }
     pthread_mutex_destroy(&t->lock);
     free(t);
     *tp = NULL;

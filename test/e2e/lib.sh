@@ -212,6 +212,7 @@ _on_exit() {
             rc=1
         fi
     done
+    [ -z "${E2E_ON_EXIT:-}" ] || eval "$E2E_ON_EXIT" # a test's own cleanup, after its processes
     exit "$rc"
 }
 trap _on_exit EXIT
