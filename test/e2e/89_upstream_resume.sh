@@ -58,4 +58,19 @@ for ((i = 0; i < 50; i++)); do
 done
 assert_eq "$(ecurl -o /dev/null -w '%{http_code}' "$EDGE/hello?after-reload")" 200 "request after the reload"
 assert_eq "$(st 'd["upstream_tls_full"]')" 2 "full handshakes after the reload"
+# the server side too: a session from before a reload of the regional is not resumed after it
+rp=$(port_of regional https)
+sc() {
+    printf 'GET /hello HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$REGIONAL_HOST" |
+        timeout 10 openssl s_client -connect "127.0.0.1:$rp" -servername "$REGIONAL_HOST" -CAfile "$PKI/ca.crt" \
+            -cert "$PKI/edge-client.crt" -key "$PKI/edge-client.key" -ign_eof "$@" 2>/dev/null | grep -E '^(New|Reused),'
+}
+sc -sess_out "$T/sess.pem" >/dev/null
+assert_contains "$(sc -sess_in "$T/sess.pem")" "Reused" "the regional resumes a session before a reload"
+kill -HUP "$(pid_of regional)"
+for ((i = 0; i < 50; i++)); do
+    grep -qF "generation 2 in service" "$T/regional.err" && break
+    sleep 0.1
+done
+assert_contains "$(sc -sess_in "$T/sess.pem")" "New" "the regional after a reload: a full handshake"
 stop_all
