@@ -40,7 +40,7 @@ upstream:
 upstream_groups:
   - name: regionals
     policy: first_live
-    health: {fail_threshold: 2, backoff: 60s, check_path: /healthz, check_interval: 200ms, check_timeout: 1s}
+    health: {fail_threshold: 2, backoff: 60s, check_path: /healthz, check_interval: 200ms, check_timeout: ${E2E_SLOW:-1}s}
     parents:
       - {address: "127.0.0.1:$(port_of r2 https)", name: r2}
       - {address: "127.0.0.1:$(port_of r1 https)", name: r1}
