@@ -706,9 +706,9 @@ client() {
 }
 
 # measure SYSTEM CASE WORKERS REP: one measured run; appends a line to $T/results.tsv
-# columns: system case workers rep rps p50 p99 cpu_us hwm_kib requests hits errors
+# columns: system case workers rep rps p50 p99 cpu_us hwm_kib requests hits errors anon_kib
 measure() {
-    local sys=$1 c=$2 w=$3 rep=$4 out pids c0 c1 t0 t1 req rps p50 p99 cpu hwm hits="" bad=0
+    local sys=$1 c=$2 w=$3 rep=$4 out pids c0 c1 t0 t1 req rps p50 p99 cpu hwm anon hits="" bad=0
     out=$T/out-$sys-$c-w$w-r$rep.txt
     # shellcheck disable=SC2207
     pids=($(server_pids "$sys"))
@@ -718,6 +718,10 @@ measure() {
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "${pids[@]}")
     hwm=$(mem_kib VmHWM "${pids[@]}")
+    # RssAnon leaves out file-backed pages: cdn-node's LMDB store is a shared file mapping, so the
+    # cached objects it touched count in its VmRSS/VmHWM, while nginx's and ATS's cache files are
+    # read() through the page cache and never do
+    anon=$(mem_kib RssAnon "${pids[@]}")
     if [ "$c" = e ]; then
         # "N connections in T real seconds, B bytes read per connection"
         req=$(awk '/connections in .* real seconds/ { print $1; exit }' "$out")
@@ -734,14 +738,16 @@ measure() {
     if [ -z "$req" ] || [ "$req" -le 0 ]; then die "$sys case $c: no request was made: $(tail -n 5 "$out")"; fi
     [ "$bad" -eq 0 ] || say "WARNING: $sys case $c rep $rep: $bad errors or non-2xx responses (see $out)"
     cpu=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$req" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$c" "$w" "$rep" "$rps" "$p50" "$p99" "$cpu" \
-        "$hwm" "$req" "$hits" "$bad" >>"$T/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$c" "$w" "$rep" "$rps" "$p50" "$p99" "$cpu" \
+        "$hwm" "$req" "$hits" "$bad" "$anon" >>"$T/results.tsv"
     say "$(printf '%-8s case %s workers %s rep %s: %10s req/s  p50 %7s ms  p99 %7s ms  %8s us CPU/req  HWM %7s KiB%s' \
         "$sys" "$c" "$w" "$rep" "$rps" "${p50:--}" "${p99:--}" "$cpu" "$hwm" "${hits:+  hit ratio $hits}")"
 }
 
 # idle_conns SYSTEM: case (g), opens IDLE_CONNS keep-alive TLS connections to the edge, each after one
-# request (a cached 16-byte object); the edge's RSS before and with them gives the bytes per connection
+# request (a cached 16-byte object); the edge's anonymous RSS (RssAnon: heap and stacks, without file
+# mappings such as cdn-node's LMDB store, whose pages the earlier cases touched) before and with them
+# gives the bytes per connection
 idle_conns() {
     local sys=$1 ep pids before after held
     ep=$(edge_port "$sys")
@@ -750,7 +756,7 @@ idle_conns() {
     ecurl "$sys" "$EDGE_HOST" "$ep" "/bytes/16$QUERY" -o /dev/null
     ecurl "$sys" "$EDGE_HOST" "$ep" "/bytes/16$QUERY" -o /dev/null
     sleep 1
-    before=$(mem_kib VmRSS "${pids[@]}")
+    before=$(mem_kib RssAnon "${pids[@]}")
     rm -f "$T/idle.ready" "$T/idle.stop" "$T/idle.out"
     python3 - "$ep" "$PKI/ca.crt" "$IDLE_CONNS" "$T/idle.ready" "$T/idle.stop" "$T/idle.out" "/bytes/16$QUERY" <<'PY' >"$T/idle-$sys.log" 2>&1 &
 import asyncio, ssl, sys, os
@@ -792,7 +798,7 @@ PY
     done
     [ -s "$T/idle.ready" ] || die "$sys: the idle connections were not opened: $(tail -n 5 "$T/idle-$sys.log")"
     sleep 3 # cdn-node trims idle connections' buffers after 1-2 s
-    after=$(mem_kib VmRSS "${pids[@]}")
+    after=$(mem_kib RssAnon "${pids[@]}")
     touch "$T/idle.stop"
     wait "${PID[idle]}" || true
     unset "PID[idle]"

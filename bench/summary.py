@@ -5,7 +5,7 @@
   summary.py --readme RESULT.md README.md     copies RESULT.md's tables into README.md's benchmark
                                               section (between the bench:begin/end markers)
 
-RESULTS columns: system case workers rep rps p50 p99 cpu_us hwm_kib requests hit_ratio errors.
+RESULTS columns: system case workers rep rps p50 p99 cpu_us hwm_kib requests hit_ratio errors anon_kib.
 Ratios cdn-node/X are computed per repetition (the runs of one repetition are back to back) and the
 median of those ratios is shown; the other columns are medians over the repetitions.
 """
@@ -89,12 +89,12 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
     rows = collections.defaultdict(dict)  # (case, workers, system) -> rep -> fields
     for line in open(res_f):
         f = line.rstrip("\n").split("\t")
-        if len(f) < 12:
+        if len(f) < 13:
             continue
         sysn, case, w, rep = f[0], f[1], int(f[2]), int(f[3])
         rows[(case, w, sysn)][rep] = {
             "rps": num(f[4]), "p50": num(f[5]), "p99": num(f[6]), "cpu": num(f[7]),
-            "hwm": num(f[8]), "req": num(f[9]), "hit": num(f[10]), "err": num(f[11]),
+            "hwm": num(f[8]), "req": num(f[9]), "hit": num(f[10]), "err": num(f[11]), "anon": num(f[12]),
         }
     warm = {}
     for line in open(zipf_f):
@@ -115,7 +115,7 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
         return med(rs)
 
     lru = {}
-    head = ["case", "workers", "system", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "peak RSS MiB", "edge hit %",
+    head = ["case", "workers", "system", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "peak RSS MiB", "anon RSS MiB", "edge hit %",
             "LRU hit %"]
     head += ["req/s ÷ " + NAMES[o].split()[0] for o in others]
     head += ["CPU ÷ " + NAMES[o].split()[0] for o in others]
@@ -127,7 +127,7 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
                 reps = rows.get((case, w, s))
                 if not reps:
                     continue
-                m = {k: med([r[k] for r in reps.values()]) for k in ("rps", "p50", "p99", "cpu", "hwm", "hit")}
+                m = {k: med([r[k] for r in reps.values()]) for k in ("rps", "p50", "p99", "cpu", "hwm", "hit", "anon")}
                 med_of[(case, w, s)] = m
                 lru_s = "-"
                 if case == "f" and (s, w) in warm:
@@ -136,7 +136,7 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
                     lru[(w, s)] = med(lr)
                     lru_s = fmt(100 * lru[(w, s)])
                 cells = [CASES[case], str(w), NAMES[s], fmt(m["rps"], 0), fmt(m["p50"], 2), fmt(m["p99"], 2),
-                         fmt(m["cpu"]), fmt(m["hwm"] / 1024 if m["hwm"] else None),
+                         fmt(m["cpu"]), fmt(m["hwm"] / 1024 if m["hwm"] else None), fmt(m["anon"] / 1024 if m["anon"] else None),
                          fmt(100 * m["hit"]) if m["hit"] is not None else "-", lru_s]
                 if s == "cdn-node":
                     cells += [fmt(ratio(case, w, o, "rps"), 2) for o in others]
@@ -152,7 +152,7 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
             idle.append(f)
     itable = []
     if idle:
-        itable = ["| system | connections opened | still open at the end | edge RSS before MiB | edge RSS with them MiB | KiB per connection |",
+        itable = ["| system | connections opened | still open at the end | edge anon RSS before MiB | edge anon RSS with them MiB | KiB per connection |",
                   "|---|--:|--:|--:|--:|--:|"]
         for f in idle:
             itable.append("| %s | %s | %s | %.1f | %.1f | %.2f |" % (NAMES.get(f[0], f[0]), f[1], f[2], int(f[3]) / 1024,
@@ -188,14 +188,15 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
     cdn_idle = [float(f[5]) for f in idle if f[0] == "cdn-node"]
     ok = None if not cdn_idle else cdn_idle[0] <= 4
     line("(g) ≤ 4 KiB per idle connection", ok, "%s KiB" % (fmt(cdn_idle[0], 2) if cdn_idle else "-"))
-    peaks = {}
-    for s in ("cdn-node", "nginx"):
-        vals = [v["hwm"] for (case, w, sy), v in med_of.items() if sy == s and v["hwm"]]
-        peaks[s] = max(vals) if vals else None
-    ok = None if None in peaks.values() else peaks["cdn-node"] <= peaks["nginx"]
-    line("peak RSS ≤ nginx's (all server processes of the system, highest median)", ok,
-         "%s MiB vs %s MiB" % (fmt(peaks["cdn-node"] / 1024 if peaks["cdn-node"] else None),
-                               fmt(peaks["nginx"] / 1024 if peaks["nginx"] else None)))
+    for key, what in (("hwm", "peak RSS (VmHWM, file pages included)"), ("anon", "anon RSS (RssAnon)")):
+        peaks = {}
+        for sy in ("cdn-node", "nginx"):
+            vals = [v[key] for (case, w, s2), v in med_of.items() if s2 == sy and v[key]]
+            peaks[sy] = max(vals) if vals else None
+        ok = None if None in peaks.values() else peaks["cdn-node"] <= peaks["nginx"]
+        line("%s ≤ nginx's (all server processes of the system, highest median)" % what, ok,
+             "%s MiB vs %s MiB" % (fmt(peaks["cdn-node"] / 1024 if peaks["cdn-node"] else None),
+                                   fmt(peaks["nginx"] / 1024 if peaks["nginx"] else None)))
 
     with open(out_f, "w") as o:
         o.write("# make bench: cdn-node vs nginx vs ATS, %s\n\n" % meta.get("date", ""))
@@ -216,7 +217,10 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
                 "masters, workers and cache processes) from /proc/PID/stat over the run, divided by the requests "
                 "wrk made (case e: per handshake; only the regional works then). Kernel softirq work on loopback "
                 "is charged to no process and is left out for all. Peak RSS is VmHWM summed over the same "
-                "processes, since their start (so it only grows from case to case). `÷` columns are cdn-node "
+                "processes, since their start (so it only grows from case to case); it includes file-backed pages, "
+                "and cdn-node serves hits from its LMDB store's file mapping, so the store pages a case touched "
+                "count in cdn-node's figure while nginx's and ATS's cache files, read() through the page cache, "
+                "do not. Anon RSS (RssAnon after the run, summed) leaves file pages out for all. `÷` columns are cdn-node "
                 "divided by the other system, per repetition, median. Edge hit % (f) comes from each system's "
                 "own response header (Cache-Status, X-Cache, ATS Via codes); LRU hit % is a simulated LRU of the "
                 "same object capacity on the same Zipf distribution and request counts.\n\n")
