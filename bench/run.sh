@@ -32,7 +32,9 @@
 # BENCH_WORKERS [1 and nproc], BENCH_THREADS [2], BENCH_CONNS [50], BENCH_SYSTEMS [cdn-node nginx ats],
 # BENCH_CASES [a b c d e f g], BENCH_IDLE_CONNS [10000], BENCH_ZIPF "N ALPHA SIZE" [20000 1.0 16384],
 # BENCH_ZIPF_WARMUP seconds [6], BENCH_EDGE_CACHE MiB [128], BENCH_KEEP=1 keeps the temporary folder,
-# BENCH_OUT results file [bench/results/<UTC date>.md], BENCH_README=0 leaves README.md alone.
+# BENCH_OUT results file [bench/results/<UTC date>.md], BENCH_README=0 leaves README.md alone,
+# BENCH_PERF=SECONDS adds an unmeasured run per case and system with `perf record -g` on the system's
+# server processes (reports in build/bench-perf/).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -235,11 +237,15 @@ $(tail -n 20 "${3:-$T/$2/error.log}" 2>/dev/null; tail -n 20 "$T/$2.err" 2>/dev/
     die "$2 does not listen on 127.0.0.1:$1 after 20 s"
 }
 
+# free_port: a port nobody listens on, below the ephemeral range (ports given to outgoing connections
+# and to port-0 listeners come from that range, so a port from it can be taken before nginx binds it)
 declare -A TAKEN=()
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 12000 ] || EPHEMERAL_LOW=32768
 free_port() {
     local p i
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
         [ -z "${TAKEN[$p]:-}" ] || continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             TAKEN[$p]=1
@@ -808,6 +814,34 @@ PY
     say "$sys: $held of $IDLE_CONNS idle connections held; edge RSS $before -> $after KiB"
 }
 
+# profile SYSTEM CASE WORKERS: BENCH_PERF only, after the measured runs of a case: one more run with
+# `perf record -g` on every server process of the system (unmeasured); the top of `perf report` (by
+# process and symbol, without children) goes to build/bench-perf/SYSTEM-CASE-wW.txt
+profile() {
+    local sys=$1 c=$2 w=$3 pids data txt
+    command -v perf >/dev/null 2>&1 || { say "BENCH_PERF: perf is not installed"; return 0; }
+    # shellcheck disable=SC2207
+    pids=($(server_pids "$sys"))
+    data=$T/perf-$sys-$c-w$w.data
+    txt=$SRC/build/bench-perf/$sys-$c-w$w.txt
+    mkdir -p "$SRC/build/bench-perf"
+    (sleep 0.5 && exec perf record -q -F 999 -g -o "$data" -p "$(echo "${pids[*]}" | tr ' ' ,)" -- sleep "$BENCH_PERF") \
+        >"$T/perf.out" 2>&1 &
+    PID[perf]=$!
+    client "$sys" "$c" $((BENCH_PERF + 1)) "$T/perf-client.txt" 7 || true
+    wait "${PID[perf]}" 2>/dev/null || true
+    unset "PID[perf]"
+    {
+        echo "# perf record -F 999 -g of every $sys server process ($w workers) during case $c"
+        grep -E 'requests in|Requests/sec|connections in' "$T/perf-client.txt" || true
+        echo "## by process"
+        perf report -i "$data" --stdio --no-children -g none --sort comm,pid --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]'
+        echo "## by symbol"
+        perf report -i "$data" --stdio --no-children -g none --sort pid,dso,symbol --percent-limit 0.7 2>/dev/null | grep -E '^ +[0-9]'
+    } >"$txt"
+    say "profile of $sys, case $c: $txt"
+}
+
 HZ=$(getconf CLK_TCK)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$T/results.tsv"
@@ -845,6 +879,11 @@ for w in $WORKERS_LIST; do
                 measure "$sys" "$c" "$w" "$rep"
             done
         done
+        if [ -n "${BENCH_PERF:-}" ]; then
+            for sys in $list; do
+                profile "$sys" "$c" "$w"
+            done
+        fi
     done
     if has_case g && [ "$w" = "$DEFAULT_WORKERS" ]; then
         for sys in $SYSTEMS; do
