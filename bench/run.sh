@@ -729,9 +729,10 @@ measure() {
     # read() through the page cache and never do
     anon=$(mem_kib RssAnon "${pids[@]}")
     if [ "$c" = e ]; then
-        # "N connections in T real seconds, B bytes read per connection"
+        # "N connections in T real seconds, ...": T is whole seconds (time(2)), too coarse for a rate
+        # over a few seconds, so the rate uses the client's run time measured here
         req=$(awk '/connections in .* real seconds/ { print $1; exit }' "$out")
-        rps=$(awk '/connections in .* real seconds/ { printf "%.1f", $1 / $4; exit }' "$out")
+        rps=$(awk -v n="${req:-0}" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.1f", n / (t1 - t0) }')
         p50="" p99=""
     else
         req=$(awk '/requests in/ { print $1; exit }' "$out")
