@@ -33,6 +33,7 @@
 # BENCH_CASES [a b c d e f g], BENCH_IDLE_CONNS [10000], BENCH_ZIPF "N ALPHA SIZE" [20000 1.0 16384],
 # BENCH_ZIPF_WARMUP seconds [6], BENCH_EDGE_CACHE MiB [128], BENCH_KEEP=1 keeps the temporary folder,
 # BENCH_OUT results file [bench/results/<UTC date>.md], BENCH_README=0 leaves README.md alone,
+# BENCH_NOTE=TEXT is printed in bold at the top of the results (e.g. "measured while the machine was busy"),
 # BENCH_PERF=SECONDS adds an unmeasured run per case and system with `perf record -g` on the system's
 # server processes (reports in build/bench-perf/).
 set -euo pipefail
@@ -812,7 +813,7 @@ PY
     held=$(cat "$T/idle.out" 2>/dev/null || echo 0)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$sys" "$IDLE_CONNS" "$held" "$before" "$after" \
         "$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (a - b) / n }')" >>"$T/idle.tsv"
-    say "$sys: $held of $IDLE_CONNS idle connections held; edge RSS $before -> $after KiB"
+    say "$sys: $held of $IDLE_CONNS idle connections held; edge anon RSS $before -> $after KiB"
 }
 
 # profile SYSTEM CASE WORKERS: BENCH_PERF only, after the measured runs of a case: one more run with
@@ -848,6 +849,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$T/results.tsv"
 : >"$T/idle.tsv"
 : >"$T/zipf.tsv"
+: >"$T/notes.txt"
 declare -A TLS=()
 START_EPOCH=$(date +%s)
 for w in $WORKERS_LIST; do
@@ -891,6 +893,13 @@ for w in $WORKERS_LIST; do
             idle_conns "$sys"
         done
     fi
+    # cdn-node's own cache counters after all cases (docs/STATS.md), for the results file
+    for n in cdn-edge cdn-regional; do
+        curl -sS --max-time 5 "http://127.0.0.1:$(port_of "$n" admin)/stats" 2>/dev/null |
+            python3 -c 'import json, sys; d = json.load(sys.stdin); print(", ".join("%s %s" % (k, d[k]) for k in sorted(d) if k.startswith("cache_")))' \
+                >"$T/stats-$n-w$w.txt" 2>/dev/null || true
+        echo "cdnstats=$n, $w workers, after all cases: $(cat "$T/stats-$n-w$w.txt")" >>"$T/notes.txt"
+    done
     stop cdn-edge cdn-edge-nc cdn-regional
     for n in ngx-edge ngx-regional limit ats-edge ats-regional; do
         [ -z "${PID[$n]:-}" ] || stop "$n"
@@ -921,6 +930,8 @@ mkdir -p "$(dirname "$OUT_MD")"
     echo "edge_cache_mb=$EDGE_CACHE_MB"
     for s in $SYSTEMS limit; do echo "tls_$s=${TLS[$s]:-}"; done
     for l in "${LEFT_OUT[@]}"; do echo "left_out=$l"; done
+    [ -z "${BENCH_NOTE:-}" ] || echo "note=$BENCH_NOTE"
+    cat "$T/notes.txt"
 } >"$T/meta.txt"
 python3 "$SRC/bench/summary.py" "$T/meta.txt" "$T/results.tsv" "$T/idle.tsv" "$T/zipf.tsv" "$OUT_MD"
 cat "$OUT_MD"

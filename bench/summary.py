@@ -84,6 +84,8 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
         k, _, v = line.rstrip("\n").partition("=")
         if k == "left_out":
             left_out.append(v)
+        elif k in ("note", "cdnstats"):
+            meta.setdefault(k, []).append(v)
         else:
             meta[k] = v
     rows = collections.defaultdict(dict)  # (case, workers, system) -> rep -> fields
@@ -200,6 +202,8 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
 
     with open(out_f, "w") as o:
         o.write("# make bench: cdn-node vs nginx vs ATS, %s\n\n" % meta.get("date", ""))
+        for v in meta.get("note", []):
+            o.write("**%s**\n\n" % v)
         o.write("Machine: %s. Versions: %s. Load: %s.\n" % (meta.get("machine"), meta.get("versions"), meta.get("load")))
         o.write("Runs: %s s each, %s repetitions, each system back to back within a repetition; wrk `-t%s -c%s` "
                 "over HTTPS keep-alive on 127.0.0.1 (cases a, b, c, f), `wrk -t1 -c1` with a new URL per request "
@@ -228,6 +232,11 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
         if itable:
             o.write("(g) idle keep-alive TLS connections to the edge (%s workers):\n\n" % workers[-1])
             o.write("\n".join(itable) + "\n\n")
+        if meta.get("cdnstats"):
+            o.write("cdn-node's cache counters (`/stats`) at the end of each worker count:\n\n")
+            for v in meta["cdnstats"]:
+                o.write("- %s\n" % v)
+            o.write("\n")
         o.write("Targets of issue 8:\n\n| target | | measured |\n|---|---|---|\n" + "\n".join(tgt) + "\n")
 
 
