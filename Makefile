@@ -168,7 +168,7 @@ clean:
 .SECONDARY:
 
 # make bench: cdn-node vs nginx vs Apache Traffic Server 9.2 in the same two-tier mTLS topology, plus a
-# static-TLS limit server (bench/run.sh; cases a-g of issue 8, about 12 minutes on 2 cores). Installs wrk,
+# static-TLS limit server (bench/run.sh; cases a-g of issue 8, about 13-14 minutes on 2 cores). Installs wrk,
 # nginx and trafficserver when run as root (no service is started). Knobs: BENCH_DURATION, BENCH_REPS,
 # BENCH_WORKERS, BENCH_SYSTEMS, BENCH_CASES, ... (see the script's header). Results in bench/results/ and
 # README.md. The older single benchmarks stay as bench-evict, bench-cache and bench-tunnel.
