@@ -167,9 +167,16 @@ clean:
 -include $(shell find build -name '*.d' 2>/dev/null)
 .SECONDARY:
 
+# make bench: cdn-node vs nginx vs Apache Traffic Server 9.2 in the same two-tier mTLS topology, plus a
+# static-TLS limit server (bench/run.sh; cases a-g of issue 8, about 13-14 minutes on 2 cores). Installs wrk,
+# nginx and trafficserver when run as root (no service is started). Knobs: BENCH_DURATION, BENCH_REPS,
+# BENCH_WORKERS, BENCH_SYSTEMS, BENCH_CASES, ... (see the script's header). Results in bench/results/ and
+# README.md. The older single benchmarks stay as bench-evict, bench-cache and bench-tunnel.
+bench: all
+	bash bench/run.sh
+
 # SIEVE vs LRU hit ratios on Zipf traces (bench/evict_bench.c, results in bench/README.md). Not timed.
 .PHONY: bench-evict
-bench: bench-evict
 bench-evict: build/evict-bench
 	./build/evict-bench
 build/evict-bench: build/rel/obj/bench/evict_bench.o build/rel/obj/cache/evict.o build/rel/obj/lib/util.o
@@ -179,18 +186,15 @@ build/evict-bench: build/rel/obj/bench/evict_bench.o build/rel/obj/cache/evict.o
 # HTTPS keep-alive, 1 KiB and 100 KiB, 1 and 2 workers; about 5 minutes. Installs wrk and nginx when
 # run as root. Table on stdout and in build/bench-cache.md; see bench/README.md.
 .PHONY: bench-cache
-bench: bench-cache
 bench-cache:
 	bash bench/cache_hit.sh
 
 # Edge miss -> regional hit over mTLS: pooled vs a connection per request vs nginx (bench/tiering.sh).
 .PHONY: bench-tiering
-bench: bench-tiering
 bench-tiering: build/cdn-node
 	bash bench/tiering.sh
 
 # CONNECT tunnel relay throughput, 100 MiB through edge -> regional -> TLS service vs direct (bench/tunnel.sh).
 .PHONY: bench-tunnel
-bench: bench-tunnel
 bench-tunnel: build/cdn-node
 	bash bench/tunnel.sh
