@@ -182,34 +182,42 @@ static const struct conf_cmd listener_cmds[] = {
 #undef L
 
 #define SN(f) offsetof(struct cdn_conf_sni_rule, f)
-static const struct conf_cmd sni_cmds[] = {
-    {.key = "fqdn",
-     .type = CT_STR,
-     .offset = SN(fqdn),
-     .flags = CMD_REQUIRED,
-     .check = check_fqdn,
-     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},
-    {.key = "verify_client", .type = CT_ENUM, .offset = SN(verify_client), .enums = verify_client_enums},
-    {.key = "verify_client_ca_certs",
-     .type = CT_PATH,
-     .offset = SN(ca_file),
-     .flags = CMD_POS,
-     .pos_offset = SN(ca_file_pos)},
-    {.key = "certificate", .type = CT_PATH, .offset = SN(certificate)},
-    {.key = "key", .type = CT_PATH, .offset = SN(key)},
-    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
-    {.key = "allowed_sans",
-     .type = CT_LIST,
-     .offset = SN(allowed_sans),
-     .check = check_san,
-     .what = SAN_WHAT},
-    {.key = "allowed_fingerprints",
-     .type = CT_LIST,
-     .offset = SN(allowed_fingerprints),
-     .check = check_fingerprint,
-     .what = FP_WHAT},
-    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
-    {0}};
+/* The rows an sni: rule and an ATS sni.yaml rule share (the certificate keys have ATS names there). */
+#define SNI_RULE_HEAD                                                                              \
+    {.key = "fqdn",                                                                                \
+     .type = CT_STR,                                                                               \
+     .offset = SN(fqdn),                                                                           \
+     .flags = CMD_REQUIRED,                                                                        \
+     .check = check_fqdn,                                                                          \
+     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},                \
+        {.key = "verify_client",                                                                   \
+         .type = CT_ENUM,                                                                          \
+         .offset = SN(verify_client),                                                              \
+         .enums = verify_client_enums},                                                            \
+    {                                                                                              \
+        .key = "verify_client_ca_certs", .type = CT_PATH, .offset = SN(ca_file), .flags = CMD_POS, \
+        .pos_offset = SN(ca_file_pos)                                                              \
+    }
+#define SNI_RULE_TAIL                                              \
+    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},  \
+        {.key = "allowed_sans",                                    \
+         .type = CT_LIST,                                          \
+         .offset = SN(allowed_sans),                               \
+         .check = check_san,                                       \
+         .what = SAN_WHAT},                                        \
+        {.key = "allowed_fingerprints",                            \
+         .type = CT_LIST,                                          \
+         .offset = SN(allowed_fingerprints),                       \
+         .check = check_fingerprint,                               \
+         .what = FP_WHAT},                                         \
+    {                                                              \
+        .key = "log_only", .type = CT_BOOL, .offset = SN(log_only) \
+    }
+static const struct conf_cmd sni_cmds[] = {SNI_RULE_HEAD,
+                                           {.key = "certificate", .type = CT_PATH, .offset = SN(certificate)},
+                                           {.key = "key", .type = CT_PATH, .offset = SN(key)},
+                                           SNI_RULE_TAIL,
+                                           {0}};
 
 /* An ATS sni.yaml rule (sni_yaml): ATS's names for what we support, our own keys whose meaning ATS
  * would not contradict, and ATS keys we do not support, refused by name rather than as "unknown". */
@@ -218,32 +226,10 @@ static const struct conf_cmd sni_cmds[] = {
         .key = k, .type = CT_CUSTOM, .flags = CMD_NULL, .handler = refuse_ats_key \
     }
 static const struct conf_cmd ats_sni_cmds[] = {
-    {.key = "fqdn",
-     .type = CT_STR,
-     .offset = SN(fqdn),
-     .flags = CMD_REQUIRED,
-     .check = check_fqdn,
-     .what = "a host name, \"*.\" and a domain, or '' (clients that send no SNI)"},
-    {.key = "verify_client", .type = CT_ENUM, .offset = SN(verify_client), .enums = verify_client_enums},
-    {.key = "verify_client_ca_certs",
-     .type = CT_PATH,
-     .offset = SN(ca_file),
-     .flags = CMD_POS,
-     .pos_offset = SN(ca_file_pos)},
+    SNI_RULE_HEAD,
     {.key = "ssl_cert_name", .type = CT_PATH, .offset = SN(certificate)},
     {.key = "ssl_key_name", .type = CT_PATH, .offset = SN(key)},
-    {.key = "crl_file", .type = CT_PATH, .offset = SN(crl_file)},
-    {.key = "allowed_sans",
-     .type = CT_LIST,
-     .offset = SN(allowed_sans),
-     .check = check_san,
-     .what = SAN_WHAT},
-    {.key = "allowed_fingerprints",
-     .type = CT_LIST,
-     .offset = SN(allowed_fingerprints),
-     .check = check_fingerprint,
-     .what = FP_WHAT},
-    {.key = "log_only", .type = CT_BOOL, .offset = SN(log_only)},
+    SNI_RULE_TAIL,
     ATS_REFUSED("ip_allow"),
     ATS_REFUSED("tunnel_route"),
     ATS_REFUSED("forward_route"),
