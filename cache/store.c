@@ -60,17 +60,21 @@
 #define HKEY_LEN    8u
 #define CKEY_LEN    12u
 
-#define FORMAT_STRING   "cdn-node store format 1, chunk 262144"
+#define FORMAT_STRING   "cdn-node store format 2, chunk 262128, tail"
 #define MAX_READERS     4096
 #define TXN_POOL_MAX    64
 #define SPACE_RETRIES   3
 #define OPS_PER_BATCH   4096
 #define DELETES_PER_TXN 256
+#define EVICT_PER_TXN   256
 
 /* Open() asks for a rebuild with this internal code (never returned to callers). */
 #define NEED_REBUILD 1
 
-_Static_assert(CACHE_STORE_CHUNK_SIZE == 262144u, "FORMAT_STRING names the chunk size");
+_Static_assert(CACHE_STORE_CHUNK_SIZE == 262128u, "FORMAT_STRING names the chunk size");
+/* LMDB's header on the first page of an overflow value (PAGEHDRSZ): a value of k pages minus this
+ * fills its pages exactly, which is why chunks are 256 KiB minus it. */
+#define OVF_HDR 16u
 
 struct store_counters {
     _Atomic uint64_t objects, bytes, lookups_hit, lookups_miss, fills_started, fills_committed, fills_aborted,
@@ -102,7 +106,9 @@ struct cache_store {
     uv_thread_t writer;
 
     struct cache_evict *ev; /* writer thread only, except cache_evict_hit */
-    uint64_t used;          /* writer thread only; mirrored in st.bytes */
+    uint64_t used;          /* writer thread only: the sum of our per-object estimates */
+    uint64_t real;          /* writer thread only: bytes of the pages the databases held at the last
+                               commit (mirrored in st.bytes); what the water marks compare */
     _Atomic uint64_t next_id;
     _Atomic long live_hits, live_fills;
     struct store_counters st;
@@ -112,8 +118,8 @@ struct cache_hit {
     uint32_t magic;
     struct cache_store *store;
     MDB_txn *txn;
-    const uint8_t *key, *meta;
-    size_t klen, mlen;
+    const uint8_t *key, *meta, *tail;
+    size_t klen, mlen, tlen;
     uint64_t id, body_size;
     uint64_t cidx; /* chunk cached in cptr/clen, UINT64_MAX if none */
     const uint8_t *cptr;
@@ -178,7 +184,38 @@ static void st_add(_Atomic uint64_t *c, uint64_t n)
 static void set_used(struct cache_store *s, uint64_t used)
 {
     s->used = used;
-    atomic_store_explicit(&s->st.bytes, used, memory_order_relaxed);
+}
+
+static void set_real(struct cache_store *s, uint64_t real)
+{
+    s->real = real;
+    atomic_store_explicit(&s->st.bytes, real, memory_order_relaxed);
+}
+
+/* Bytes of the pages the databases hold in txn (free pages excluded). Our per-object estimates cannot
+ * know how full LMDB keeps its leaf pages (sequential keys split pages in half), so room is made by
+ * this figure, read from LMDB's own counts, which mdb_stat returns without walking anything. */
+static uint64_t map_used(const struct cache_store *s, MDB_txn *txn)
+{
+    const MDB_dbi dbis[] = {0 /* the freelist's own pages */, 1 /* main */, s->dbi_info, s->dbi_objects,
+                            s->dbi_chunks};
+    uint64_t pages = 0;
+    for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+        MDB_stat st;
+        if (mdb_stat(txn, dbis[i], &st) == 0)
+            pages += (uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    return pages * s->psize;
+}
+
+/* Commits a write transaction and, if that worked, records what the databases now hold. */
+static int commit_measured(struct cache_store *s, MDB_txn *txn)
+{
+    uint64_t real = map_used(s, txn);
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0)
+        set_real(s, real);
+    return rc;
 }
 
 static bool is_mdb_err(int rc)
@@ -249,21 +286,40 @@ static uint64_t val_cost(const struct cache_store *s, size_t klen, size_t vlen)
     return ((16 + (uint64_t)vlen + s->psize - 1) / s->psize) * s->psize + (8 + klen + 8) * 3 / 2;
 }
 
-static uint64_t object_cost(const struct cache_store *s, uint64_t body, size_t reclen)
+/* Map bytes of an object whose record is reclen bytes (tail included) and whose chunks hold cbytes. */
+static uint64_t object_cost(const struct cache_store *s, uint64_t cbytes, size_t reclen)
 {
-    uint64_t full = body / CACHE_STORE_CHUNK_SIZE, rem = body % CACHE_STORE_CHUNK_SIZE;
+    uint64_t full = cbytes / CACHE_STORE_CHUNK_SIZE, rem = cbytes % CACHE_STORE_CHUNK_SIZE;
     uint64_t c = val_cost(s, HKEY_LEN, reclen) + full * val_cost(s, CKEY_LEN, CACHE_STORE_CHUNK_SIZE);
     if (rem != 0)
         c += val_cost(s, CKEY_LEN, rem);
     return c;
 }
 
+/*
+ * How many of a body's last `len` bytes (what follows its full chunks) go into the record instead of
+ * a chunk: all of them when they fit beside a reclen-byte record in a shared leaf page; otherwise the
+ * bytes past the chunk's last whole page when those fit, so that the chunk fills its pages exactly;
+ * otherwise none. So a 16 KiB body takes 4 pages, not 5, and a 1 KiB body no chunk at all.
+ */
+static size_t tail_len(const struct cache_store *s, uint64_t len, size_t reclen)
+{
+    size_t max = s->psize / 2 - 16 - 8 - HKEY_LEN; /* as val_cost: larger values get overflow pages */
+    if (reclen >= max)
+        return 0;
+    size_t room = max - reclen;
+    if (len <= room)
+        return (size_t)len;
+    size_t t = (size_t)((len + OVF_HDR) % s->psize);
+    return t <= room ? t : 0;
+}
+
 /* ---- records ---- */
 
 struct rec {
     uint64_t id, body;
-    uint32_t klen, mlen;
-    const uint8_t *key, *meta;
+    uint32_t klen, mlen, tlen; /* tlen: the body's last bytes, kept in the record (see tail_len) */
+    const uint8_t *key, *meta, *tail;
     size_t len;
 };
 
@@ -276,36 +332,42 @@ static bool rec_parse(const MDB_val *v, struct rec *r)
     memcpy(&magic, p, 4);
     memcpy(&r->klen, p + 4, 4);
     memcpy(&r->mlen, p + 8, 4);
+    memcpy(&r->tlen, p + 12, 4);
     memcpy(&r->id, p + 16, 8);
     memcpy(&r->body, p + 24, 8);
     if (magic != REC_MAGIC || r->klen == 0 || r->klen > CACHE_STORE_KEY_MAX || r->mlen > CACHE_STORE_META_MAX)
         return false;
-    if ((uint64_t)REC_HDR + r->klen + r->mlen != v->mv_size)
+    if (r->tlen > r->body || r->tlen > CACHE_STORE_CHUNK_SIZE ||
+        (uint64_t)REC_HDR + r->klen + r->mlen + r->tlen != v->mv_size)
         return false;
     r->key = p + REC_HDR;
     r->meta = r->key + r->klen;
+    r->tail = r->meta + r->mlen;
     r->len = v->mv_size;
     return true;
 }
 
 static int rec_put(struct cache_store *s, MDB_txn *txn, const uint8_t hk[HKEY_LEN], uint64_t id,
-                   uint64_t body, const void *key, size_t klen, const void *meta, size_t mlen)
+                   uint64_t body, const void *key, size_t klen, const void *meta, size_t mlen,
+                   const void *tail, size_t tlen)
 {
-    MDB_val k = {HKEY_LEN, (void *)hk}, v = {REC_HDR + klen + mlen, NULL};
+    MDB_val k = {HKEY_LEN, (void *)hk}, v = {REC_HDR + klen + mlen + tlen, NULL};
     int rc = mdb_put(txn, s->dbi_objects, &k, &v, MDB_RESERVE);
     if (rc != 0)
         return rc;
     uint8_t *p = v.mv_data;
-    uint32_t magic = REC_MAGIC, k32 = (uint32_t)klen, m32 = (uint32_t)mlen, zero = 0;
+    uint32_t magic = REC_MAGIC, k32 = (uint32_t)klen, m32 = (uint32_t)mlen, t32 = (uint32_t)tlen;
     memcpy(p, &magic, 4);
     memcpy(p + 4, &k32, 4);
     memcpy(p + 8, &m32, 4);
-    memcpy(p + 12, &zero, 4);
+    memcpy(p + 12, &t32, 4);
     memcpy(p + 16, &id, 8);
     memcpy(p + 24, &body, 8);
     memcpy(p + REC_HDR, key, klen);
     if (mlen > 0)
         memcpy(p + REC_HDR + klen, meta, mlen);
+    if (tlen > 0)
+        memcpy(p + REC_HDR + klen + mlen, tail, tlen);
     return 0;
 }
 
@@ -473,13 +535,15 @@ static int apply_commit(struct cache_store *s, MDB_txn *txn, struct op *op)
         return delete_chunks(s, txn, f->id);
     }
     int rc;
-    if (op->len > 0 && (rc = put_chunk(s, txn, f->id, op->idx, op->data, op->len)) != 0)
+    size_t reclen = REC_HDR + f->klen + op->mlen;
+    size_t tlen = tail_len(s, op->len, reclen);
+    if (op->len > tlen && (rc = put_chunk(s, txn, f->id, op->idx, op->data, op->len - tlen)) != 0)
         return rc;
     struct rec old;
     rc = rec_get(s, txn, f->hk, &old);
     if (rc == 0) {
         op->old_found = true;
-        op->old_cost = object_cost(s, old.body, old.len);
+        op->old_cost = object_cost(s, old.body - old.tlen, old.len);
         uint64_t old_id = old.id; /* old is invalid once we write the key again */
         if ((rc = delete_chunks(s, txn, old_id)) != 0)
             return rc;
@@ -488,9 +552,9 @@ static int apply_commit(struct cache_store *s, MDB_txn *txn, struct op *op)
     } else if (rc != MDB_NOTFOUND) {
         return rc;
     }
-    size_t reclen = REC_HDR + f->klen + op->mlen;
-    op->new_cost = object_cost(s, f->total, reclen);
-    return rec_put(s, txn, f->hk, f->id, f->total, f->key, f->klen, op->meta, op->mlen);
+    op->new_cost = object_cost(s, f->total - tlen, reclen + tlen);
+    return rec_put(s, txn, f->hk, f->id, f->total, f->key, f->klen, op->meta, op->mlen,
+                   op->data + op->len - tlen, tlen);
 }
 
 static int apply_meta(struct cache_store *s, MDB_txn *txn, struct op *op)
@@ -505,10 +569,16 @@ static int apply_meta(struct cache_store *s, MDB_txn *txn, struct op *op)
     if (rc != 0)
         return rc;
     uint64_t id = old.id, body = old.body;
+    /* The tail is copied out first: the new record may be written over the old one's page. */
+    uint8_t tail[CACHE_STORE_CHUNK_SIZE > 4096 ? 4096 : CACHE_STORE_CHUNK_SIZE];
+    size_t tlen = old.tlen;
+    if (tlen > sizeof(tail))
+        return CDN_EPROTO;
+    memcpy(tail, old.tail, tlen);
     op->old_found = true;
-    op->old_cost = object_cost(s, body, old.len);
-    op->new_cost = object_cost(s, body, REC_HDR + op->klen + op->mlen);
-    return rec_put(s, txn, op->hk, id, body, op->key, op->klen, op->meta, op->mlen);
+    op->old_cost = object_cost(s, body - tlen, old.len);
+    op->new_cost = object_cost(s, body - tlen, REC_HDR + op->klen + op->mlen + tlen);
+    return rec_put(s, txn, op->hk, id, body, op->key, op->klen, op->meta, op->mlen, tail, tlen);
 }
 
 static int apply_remove(struct cache_store *s, MDB_txn *txn, struct op *op)
@@ -523,7 +593,7 @@ static int apply_remove(struct cache_store *s, MDB_txn *txn, struct op *op)
     if (rc != 0)
         return rc;
     op->old_found = true;
-    op->old_cost = object_cost(s, old.body, old.len);
+    op->old_cost = object_cost(s, old.body - old.tlen, old.len);
     return delete_object(s, txn, op->hk, &old);
 }
 
@@ -563,7 +633,7 @@ static int txn_apply(struct cache_store *s, struct op *first, struct op *stop)
             return rc;
         }
     }
-    return mdb_txn_commit(txn);
+    return commit_measured(s, txn);
 }
 
 /* ---- writer: effects after a commit ---- */
@@ -680,65 +750,77 @@ static void op_failed(struct cache_store *s, struct op *op, int rc)
 /*
  * Makes sure `need` more bytes fit under the high-water mark, evicting down to the low-water mark
  * minus need (minus a further eighth of the map per `level` when retrying after MDB_MAP_FULL).
+ * The marks apply to the pages really held (s->real); victims are counted by their estimated
+ * cost, so the target is turned into estimate units by the ratio of the two.
  * Writer thread (or open(), before the writer starts).
  */
 static int make_room(struct cache_store *s, uint64_t need, int level)
 {
-    if (level == 0 && s->used + need <= s->high)
+    if (level == 0 && s->real + need <= s->high)
         return 0;
     uint64_t cut = need + (uint64_t)level * (s->map_size / 8);
     uint64_t target = s->low > cut ? s->low - cut : 0;
-    if (s->used <= target || cache_evict_count(s->ev) == 0)
+    if (s->real <= target || cache_evict_count(s->ev) == 0)
         return 0;
+    if (s->real > 0 && s->used > 0)
+        target = (uint64_t)((double)target * ((double)s->used / (double)s->real));
+    if (s->used <= target)
+        target = s->used - s->used / 8; /* estimates say all is gone already: evict an eighth anyway */
 
+    /* Small transactions: every delete copies a leaf page or two (victims are scattered over the key
+     * space), so one big eviction transaction would need more free pages than a nearly full map has.
+     * A transaction gets at most a quarter of the free pages' worth of victims, and half as many
+     * again after MDB_MAP_FULL (pages that open reads pin are not free), down to one. */
+    struct victim v[EVICT_PER_TXN];
+    uint64_t avail = s->map_size > s->real ? (s->map_size - s->real) / s->psize / 4 : 0;
+    size_t per_txn = avail < 1 ? 1 : avail > EVICT_PER_TXN ? EVICT_PER_TXN : (size_t)avail;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc != 0)
-        return rc;
-    struct victim *v = NULL;
-    size_t nv = 0, cap = 0;
-    uint64_t used = s->used, freed = 0;
-    while (used > target) {
-        struct victim x;
-        if (cache_evict_one(s->ev, &x.hkey, &x.size) != 0)
-            break;
-        if (nv == cap) {
-            cap = cap ? cap * 2 : 64;
-            v = cdn_xrealloc(v, cap * sizeof(*v));
+    int rc = 0;
+    while (s->used > target && cache_evict_count(s->ev) > 0) {
+        if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+            return rc;
+        size_t nv = 0;
+        uint64_t used = s->used, freed = 0;
+        while (used > target && nv < per_txn) {
+            struct victim x;
+            if (cache_evict_one(s->ev, &x.hkey, &x.size) != 0)
+                break;
+            v[nv++] = x;
+            uint8_t hk[HKEY_LEN];
+            id_to_hk(x.hkey, hk);
+            struct rec r;
+            rc = rec_get(s, txn, hk, &r);
+            if (rc == 0) {
+                x.cost = object_cost(s, r.body - r.tlen, r.len);
+                rc = delete_object(s, txn, hk, &r);
+            } else if (rc == MDB_NOTFOUND || rc == CDN_EPROTO) {
+                x.cost = x.size; /* trust the policy's size */
+                rc = delete_object(s, txn, hk, NULL);
+            }
+            if (rc != 0)
+                break;
+            v[nv - 1].cost = x.cost;
+            used = used > x.cost ? used - x.cost : 0;
+            freed += x.cost;
         }
-        v[nv++] = x;
-        uint8_t hk[HKEY_LEN];
-        id_to_hk(x.hkey, hk);
-        struct rec r;
-        rc = rec_get(s, txn, hk, &r);
-        if (rc == 0) {
-            x.cost = object_cost(s, r.body, r.len);
-            rc = delete_object(s, txn, hk, &r);
-        } else if (rc == MDB_NOTFOUND || rc == CDN_EPROTO) {
-            x.cost = x.size; /* trust the policy's size */
-            rc = delete_object(s, txn, hk, NULL);
+        if (rc == 0)
+            rc = commit_measured(s, txn);
+        else
+            mdb_txn_abort(txn);
+        if (rc != 0) {
+            for (size_t i = 0; i < nv; i++)
+                cache_evict_insert(s->ev, v[i].hkey, v[i].size);
+            if (!is_space_err(rc) || per_txn == 1)
+                break;
+            per_txn /= 2;
+            rc = 0;
+            continue;
         }
-        if (rc != 0)
-            break;
-        v[nv - 1].cost = x.cost;
-        used = used > x.cost ? used - x.cost : 0;
-        freed += x.cost;
+        set_used(s, s->used > freed ? s->used - freed : 0);
+        atomic_fetch_sub(&s->st.objects, nv);
+        st_add(&s->st.evictions, nv);
+        st_add(&s->st.evicted_bytes, freed);
     }
-    if (rc == 0)
-        rc = mdb_txn_commit(txn);
-    else
-        mdb_txn_abort(txn);
-    if (rc != 0) {
-        for (size_t i = 0; i < nv; i++)
-            cache_evict_insert(s->ev, v[i].hkey, v[i].size);
-        free(v);
-        return rc;
-    }
-    set_used(s, s->used - freed);
-    atomic_fetch_sub(&s->st.objects, nv);
-    st_add(&s->st.evictions, nv);
-    st_add(&s->st.evicted_bytes, freed);
-    free(v);
 
     /* One more transaction so that the pages just freed are reusable by the next one. */
     if (mdb_txn_begin(s->env, NULL, 0, &txn) == 0) {
@@ -749,7 +831,7 @@ static int make_room(struct cache_store *s, uint64_t need, int level)
         else
             mdb_txn_abort(txn);
     }
-    return 0;
+    return rc;
 }
 
 /* ---- the writer thread ---- */
@@ -995,7 +1077,7 @@ static int extend_data_file(struct cache_store *s, const MDB_envinfo *info)
 }
 
 struct scan_obj {
-    uint64_t id, hkey, body, cost;
+    uint64_t id, hkey, body, cost; /* body: the bytes in chunks (the tail is in the record) */
     uint64_t chunks, bytes;
     bool bad;
 };
@@ -1061,8 +1143,10 @@ static int scan_objects(struct cache_store *s, MDB_txn *txn, struct scan *sc)
             sc->cap = sc->cap ? sc->cap * 2 : 256;
             sc->objs = cdn_xrealloc(sc->objs, sc->cap * sizeof(*sc->objs));
         }
-        sc->objs[sc->nobjs++] = (struct scan_obj){
-            .id = r.id, .hkey = hkey_id(k.mv_data), .body = r.body, .cost = object_cost(s, r.body, r.len)};
+        sc->objs[sc->nobjs++] = (struct scan_obj){.id = r.id,
+                                                  .hkey = hkey_id(k.mv_data),
+                                                  .body = r.body - r.tlen,
+                                                  .cost = object_cost(s, r.body - r.tlen, r.len)};
         if (r.id > sc->max_id)
             sc->max_id = r.id;
     }
@@ -1273,6 +1357,11 @@ static int env_load(struct cache_store *s, char **why, char **warn)
         }
     }
     set_used(s, used);
+    MDB_txn *rt;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt) == 0) {
+        set_real(s, map_used(s, rt));
+        mdb_txn_abort(rt);
+    }
     atomic_store(&s->st.objects, nobj);
     atomic_store(&s->next_id, sc.max_id + 1);
     rc = 0;
@@ -1411,7 +1500,7 @@ static int check_opts(const struct cache_store_opts *o, char **msg)
                              (unsigned long long)o->max_object_size);
         return CDN_EINVAL;
     }
-    unsigned hi = o->high_water_pct ? o->high_water_pct : 75, lo = o->low_water_pct ? o->low_water_pct : 65;
+    unsigned hi = o->high_water_pct ? o->high_water_pct : 90, lo = o->low_water_pct ? o->low_water_pct : 85;
     if (hi > 95 || lo >= hi) {
         *msg = cdn_xasprintf("cache store %s: need low_water_pct < high_water_pct <= 95", o->path);
         return CDN_EINVAL;
@@ -1433,8 +1522,8 @@ int cache_store_open(const struct cache_store_opts *opts, struct cache_store **o
     s->lock_fd = -1;
     s->map_size = opts->size;
     s->max_object_size = opts->max_object_size ? opts->max_object_size : opts->size / 8;
-    unsigned hi = opts->high_water_pct ? opts->high_water_pct : 75;
-    unsigned lo = opts->low_water_pct ? opts->low_water_pct : 65;
+    unsigned hi = opts->high_water_pct ? opts->high_water_pct : 90;
+    unsigned lo = opts->low_water_pct ? opts->low_water_pct : 85;
     s->high = opts->size / 100 * hi;
     s->low = opts->size / 100 * lo;
     s->batch_max = opts->size / 16;
@@ -1626,6 +1715,8 @@ int cache_store_lookup(struct cache_store *s, const void *key, size_t klen, stru
     h->klen = r.klen;
     h->meta = r.meta;
     h->mlen = r.mlen;
+    h->tail = r.tail;
+    h->tlen = r.tlen;
     h->id = r.id;
     h->body_size = r.body;
     h->cidx = UINT64_MAX;
@@ -1668,12 +1759,17 @@ const void *cache_hit_body(struct cache_hit *h, uint64_t off, size_t *len)
     *len = 0;
     if (off >= h->body_size)
         return NULL;
+    uint64_t cbytes = h->body_size - h->tlen;
+    if (off >= cbytes) {
+        *len = (size_t)(h->body_size - off);
+        return h->tail + (off - cbytes);
+    }
     uint64_t idx = off / CACHE_STORE_CHUNK_SIZE, in = off % CACHE_STORE_CHUNK_SIZE;
     if (idx != h->cidx) {
         uint8_t ck[CKEY_LEN];
         chunk_key(ck, h->id, (uint32_t)idx);
         MDB_val k = {CKEY_LEN, ck}, v;
-        uint64_t want = h->body_size - idx * CACHE_STORE_CHUNK_SIZE;
+        uint64_t want = cbytes - idx * CACHE_STORE_CHUNK_SIZE;
         if (want > CACHE_STORE_CHUNK_SIZE)
             want = CACHE_STORE_CHUNK_SIZE;
         if (mdb_get(h->txn, h->store->dbi_chunks, &k, &v) != 0 || v.mv_size != want) {

@@ -44,9 +44,10 @@ struct cache_store;
 struct cache_hit;
 struct cache_fill;
 
-/* Bodies are stored as chunks of this size under (object id, chunk index); a body piece returned by
- * cache_hit_body never crosses a chunk boundary. Part of the on-disk format. */
-#define CACHE_STORE_CHUNK_SIZE (256u * 1024u)
+/* Bodies are stored as chunks of this size under (object id, chunk index), the body's last bytes
+ * possibly in its record; a body piece returned by cache_hit_body never crosses a chunk boundary.
+ * 256 KiB minus LMDB's page header, so a chunk fills its pages exactly. Part of the on-disk format. */
+#define CACHE_STORE_CHUNK_SIZE (256u * 1024u - 16u)
 #define CACHE_STORE_KEY_MAX    (64u * 1024u)   /* longest key accepted */
 #define CACHE_STORE_META_MAX   (1024u * 1024u) /* longest metadata blob accepted */
 
@@ -59,8 +60,8 @@ struct cache_store_opts {
     uint64_t size;            /* LMDB map size in bytes: the store never grows past it; >= 1 MiB */
     uint64_t max_object_size; /* bodies larger than this are refused; 0 = size / 8; at most size / 4 */
     uint64_t fill_inflight;   /* per fill: bytes queued to the writer before BUSY; 0 = 1 MiB */
-    unsigned high_water_pct;  /* start evicting above this share of size; 0 = 75 */
-    unsigned low_water_pct;   /* ... and evict down to this share; 0 = 65; must be < high_water_pct */
+    unsigned high_water_pct;  /* start evicting above this share of size; 0 = 90 */
+    unsigned low_water_pct;   /* ... and evict down to this share; 0 = 85; must be < high_water_pct */
     const char *boot_id;      /* tests only: pretend this is the boot id; NULL = ask the kernel */
 };
 

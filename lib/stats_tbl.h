@@ -129,7 +129,8 @@
       "Share of response body bytes sent from the store: cache / (cache + upstream); 0 before the first")    \
     /* the cache store, reported by the store itself when the stats are rendered */                          \
     X(cache_objects, GAUGE, cache_objects, "", "Objects in the cache store")                                 \
-    X(cache_bytes, GAUGE, cache_bytes, "", "Bytes the cache store accounts to its objects")                  \
+    X(cache_bytes, GAUGE, cache_bytes, "",                                                                   \
+      "Bytes of the pages the cache store's databases hold (evicted down from 90 to 85 % of capacity)")      \
     X(cache_capacity_bytes, GAUGE, cache_capacity_bytes, "", "Configured size of the cache store")           \
     X(cache_evictions, COUNTER, cache_evictions, "", "Objects evicted from the cache store to make room")    \
     X(cache_store_errors, COUNTER, cache_store_errors, "",                                                   \

@@ -477,6 +477,77 @@ START_TEST(too_large_is_refused)
 }
 END_TEST
 
+START_TEST(tail_in_record_round_trips)
+{
+    /* Sizes around page and chunk boundaries: whatever part of the body goes into the record, every
+     * byte reads back, survives a metadata update and a reopen, and a 16 KiB body takes 4 pages. */
+    static const uint64_t sizes[] = {0,     1,         1000,  1500,      2000,          3000,
+                                     4080,  4081,      5000,  16383,     16384,         16385,
+                                     65536, CHUNK - 1, CHUNK, CHUNK + 1, CHUNK + 16384, 2 * CHUNK + 5000};
+    const size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    struct cache_store *s = open_store(64 * MiB);
+    char key[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "t-%zu", i);
+        ck_assert_int_eq(put_object(s, key, 7 + i, sizes[i], "m", 777), 0);
+    }
+    cache_store_flush(s);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "t-%zu", i);
+        ck_assert_msg(check_object(s, key, 7 + i, sizes[i], "m"), "size %llu", (unsigned long long)sizes[i]);
+        ck_assert_int_eq(cache_store_update_meta(s, key, strlen(key), "longer meta", 11), 0);
+    }
+    cache_store_flush(s);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "t-%zu", i);
+        ck_assert(check_object(s, key, 7 + i, sizes[i], "longer meta"));
+    }
+    cache_store_close(&s);
+    s = open_store(64 * MiB);
+    ck_assert_uint_eq(stats(s).objects, n);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "t-%zu", i);
+        ck_assert(check_object(s, key, 7 + i, sizes[i], "longer meta"));
+    }
+    uint64_t before = stats(s).bytes;
+    for (int i = 0; i < 64; i++) {
+        snprintf(key, sizeof(key), "sixteen-%d", i);
+        ck_assert_int_eq(put_object(s, key, 99, 16 * KiB, "m", 4096), 0);
+    }
+    cache_store_flush(s);
+    uint64_t per = (stats(s).bytes - before) / 64;
+    ck_assert_msg(per < 17 * KiB, "a 16 KiB object takes %llu bytes of map", (unsigned long long)per);
+    cache_store_close(&s);
+}
+END_TEST
+
+START_TEST(small_objects_do_not_fill_the_map)
+{
+    /* Many 1 KiB objects with 1 KiB of metadata: LMDB's leaf pages hold them at well under 100 %,
+     * which an estimate per object cannot see. Eviction goes by the pages really held, so the map
+     * never fills and no write fails. */
+    struct cache_store_opts o = {.path = tmpdir, .size = 4 * MiB, .max_object_size = 1 * MiB};
+    struct cache_store *s = open_opts(&o, NULL);
+    char meta[1024], key[32];
+    memset(meta, 'h', sizeof(meta) - 1);
+    meta[sizeof(meta) - 1] = '\0';
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "small-%d", i);
+        ck_assert_int_eq(put_object(s, key, (uint64_t)i, 1024 + (uint64_t)(i % 3) * 1500, meta, 4096), 0);
+        if (i % 50 == 49)
+            cache_store_flush(s);
+    }
+    cache_store_flush(s);
+    struct cache_store_stats st = stats(s);
+    ck_assert_uint_eq(st.write_errors, 0);
+    ck_assert_uint_eq(st.map_full_retries, 0);
+    ck_assert_uint_gt(st.evictions, 0);
+    ck_assert_uint_le(st.bytes, 4 * MiB * 90 / 100);
+    ck_assert(check_object(s, "small-19999", 19999, 1024 + (19999 % 3) * 1500, meta));
+    cache_store_close(&s);
+}
+END_TEST
+
 START_TEST(eviction_under_small_map)
 {
     /* 4 MiB map, 40 MiB of objects of 16-400 KiB, plus three small hot objects requested after every
@@ -505,7 +576,7 @@ START_TEST(eviction_under_small_map)
     ck_assert_uint_gt(st.evictions, 0);
     ck_assert_uint_eq(st.fills_committed, (uint64_t)n + 3);
     ck_assert_uint_eq(st.objects + st.evictions, (uint64_t)n + 3);
-    ck_assert_uint_le(st.bytes, 4 * MiB * 75 / 100);
+    ck_assert_uint_le(st.bytes, 4 * MiB * 90 / 100); /* the high-water mark, in pages really held */
     ck_assert_uint_le(st.map_used, 4 * MiB);
     for (int i = 0; i < 3; i++)
         ck_assert(check_object(s, hot[i], 100 + (uint64_t)i, 20 * KiB, "hot"));
@@ -1015,6 +1086,8 @@ Suite *suite_store(void)
     tcase_add_test(tc, update_meta);
     tcase_add_test(tc, reopen_keeps_objects);
     tcase_add_test(tc, too_large_is_refused);
+    tcase_add_test(tc, tail_in_record_round_trips);
+    tcase_add_test(tc, small_objects_do_not_fill_the_map);
     tcase_add_test(tc, eviction_under_small_map);
     tcase_add_test(tc, map_full_is_absorbed);
     tcase_add_test(tc, corrupt_file_is_rebuilt);
