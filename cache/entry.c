@@ -14,18 +14,41 @@
 #include "cache/entry.h"
 #include "lib/util.h"
 
-/* ---------------------------------------------------------------- CRC-32 */
+/* ---------------------------------------------------------------- CRC-32C */
 
-/* Slice-by-8 (8 tables of 256, built once): every hit checks its record, so this is on the hot path. */
+/* Every hit checks its record, so this is on the hot path: CRC-32C (Castagnoli), which x86-64 CPUs
+ * with SSE4.2 compute in hardware (8 bytes per instruction); elsewhere slice-by-8 tables. */
 static uint32_t crc_tab[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static bool crc_hw;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <nmmintrin.h>
+#define CRC_HW 1
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *b, size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; b += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, b, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n-- > 0)
+        c32 = _mm_crc32_u8(c32, *b++);
+    return c32;
+}
+#endif
 
 static void crc_init(void)
 {
+#ifdef CRC_HW
+    crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
         crc_tab[0][i] = c;
     }
     for (uint32_t i = 0; i < 256; i++) {
@@ -39,6 +62,10 @@ uint32_t cache_entry_crc32(uint32_t crc, const void *p, size_t n)
     const unsigned char *b = p;
     pthread_once(&crc_once, crc_init);
     crc = ~crc;
+#ifdef CRC_HW
+    if (crc_hw)
+        return ~crc32c_hw(crc, b, n);
+#endif
     while (n >= 8) {
         uint32_t lo =
             crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);

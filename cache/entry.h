@@ -35,7 +35,7 @@
 #include "lib/http1.h"
 
 #define CACHE_ENTRY_MAGIC   "CDNE"
-#define CACHE_ENTRY_VERSION 1
+#define CACHE_ENTRY_VERSION 2 /* 2: CRC-32C */
 
 /* Fixed part before the variable fields, and the smallest possible record (three empty strings, no
  * headers, CRC). */
@@ -94,7 +94,7 @@ int cache_entry_headers(const struct cache_entry *e, struct cdn_http_header *out
 /* Text for a CACHE_ENTRY_E* code (other codes: cdn_strerror). */
 const char *cache_entry_strerror(int err);
 
-/* CRC-32 (IEEE) of p[0..n), continuing from crc (start with 0). */
+/* CRC-32C (Castagnoli) of p[0..n), continuing from crc (start with 0). */
 uint32_t cache_entry_crc32(uint32_t crc, const void *p, size_t n);
 
 #endif

@@ -22,13 +22,15 @@ void cache_key_build(struct cdn_buf *out, bool tls, const char *host, uint16_t p
     bool v6 = strchr(host, ':') != NULL;
     if (v6)
         cdn_buf_append(out, "[", 1);
-    for (const char *h = host; *h != '\0'; h++) {
-        char c = (char)tolower((unsigned char)*h);
-        cdn_buf_append(out, &c, 1);
+    size_t hlen = strlen(host);
+    char *d = cdn_buf_reserve(out, hlen);
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char c = (unsigned char)host[i];
+        d[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
     }
-    char port_s[16];
-    int k = snprintf(port_s, sizeof(port_s), "%s:%u", v6 ? "]" : "", port);
-    cdn_buf_append(out, port_s, (size_t)k);
+    cdn_buf_commit(out, hlen);
+    cdn_buf_append(out, v6 ? "]:" : ":", v6 ? 2 : 1);
+    cdn_buf_append_u64(out, port);
 
     const char *frag = memchr(path, '#', path_len);
     if (frag != NULL)

@@ -1726,7 +1726,6 @@ static void append_token_or_string(struct cdn_buf *out, const char *s)
 void cache_policy_cache_status(const struct cache_status *cs, const char *received, size_t received_len,
                                struct cdn_buf *out)
 {
-    char num[32];
     int64_t ttl;
 
     CDN_ASSERT(cs->cache != NULL);
@@ -1745,8 +1744,8 @@ void cache_policy_cache_status(const struct cache_status *cs, const char *receiv
         append_token_or_string(out, cs->fwd);
     }
     if (cs->fwd_status != 0) {
-        snprintf(num, sizeof(num), "; fwd-status=%d", cs->fwd_status);
-        append_str(out, num);
+        append_str(out, "; fwd-status=");
+        cdn_buf_append_i64(out, cs->fwd_status);
     }
     if (cs->stored)
         append_str(out, "; stored");
@@ -1754,8 +1753,8 @@ void cache_policy_cache_status(const struct cache_status *cs, const char *receiv
         append_str(out, "; collapsed");
     if (cs->has_ttl) {
         ttl = cs->ttl > SF_INT_MAX ? SF_INT_MAX : cs->ttl < -SF_INT_MAX ? -SF_INT_MAX : cs->ttl;
-        snprintf(num, sizeof(num), "; ttl=%" PRId64, ttl);
-        append_str(out, num);
+        append_str(out, "; ttl=");
+        cdn_buf_append_i64(out, ttl);
     }
     if (cs->key != NULL) {
         append_str(out, "; key=");

@@ -30,7 +30,7 @@ size_t cdn_buf_tailroom(const struct cdn_buf *b)
     return b->cap - b->off - b->len;
 }
 
-char *cdn_buf_reserve(struct cdn_buf *b, size_t n)
+char *cdn_buf_reserve_slow(struct cdn_buf *b, size_t n)
 {
     if (cdn_buf_tailroom(b) >= n)
         return b->base + b->off + b->len;
@@ -55,17 +55,30 @@ void cdn_buf_commit(struct cdn_buf *b, size_t n)
     b->len += n;
 }
 
-void cdn_buf_append(struct cdn_buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    memcpy(cdn_buf_reserve(b, n), p, n);
-    b->len += n;
-}
 
 void cdn_buf_consume(struct cdn_buf *b, size_t n)
 {
     CDN_ASSERT(n <= b->len);
     b->len -= n;
     b->off = b->len == 0 ? 0 : b->off + n;
+}
+
+void cdn_buf_append_u64(struct cdn_buf *b, uint64_t v)
+{
+    char tmp[20], *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    cdn_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+void cdn_buf_append_i64(struct cdn_buf *b, int64_t v)
+{
+    if (v < 0) {
+        cdn_buf_append(b, "-", 1);
+        cdn_buf_append_u64(b, (uint64_t)0 - (uint64_t)v);
+        return;
+    }
+    cdn_buf_append_u64(b, (uint64_t)v);
 }

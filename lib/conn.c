@@ -112,6 +112,16 @@ static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, c
 
 /* ---- writing ---- */
 
+#define TLS_RECORD_MAX 16384 /* plaintext bytes of one TLS record */
+
+/* SSL_get_error needs an empty error queue before the call it judges. Emptying it is costly
+ * (ERR_clear_error wipes every slot), and it is nearly always empty already: look first. */
+static inline void err_reset(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 static void start_write(struct cdn_conn *c);
 static void finish_end(struct cdn_conn *c);
 static void send_fin(struct cdn_conn *c);
@@ -156,6 +166,19 @@ static void start_write(struct cdn_conn *c)
 {
     if (c->writing || c->out.len == 0 || c->closing || !c->connected)
         return;
+    /* Most answers fit the socket buffer: write them now. A uv_write that completes still costs an
+     * epoll_ctl (libuv re-arms the socket when it drops POLLOUT), one per response. Errors and
+     * EAGAIN fall through to uv_write, which reports or waits as before. An owner waiting for DRAIN
+     * gets it from on_write, so then the write goes through uv_write too. */
+    if (!c->want_drain) {
+        uv_buf_t now = uv_buf_init(cdn_buf_data(&c->out), (unsigned)c->out.len);
+        int k = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        if (k > 0) {
+            cdn_buf_consume(&c->out, (size_t)k);
+            if (c->out.len == 0)
+                return;
+        }
+    }
     struct cdn_buf tmp = c->wbuf;
     c->wbuf = c->out;
     c->out = tmp;
@@ -190,7 +213,7 @@ static void tls_write(struct cdn_conn *c, const char *s, size_t n)
 {
     while (n > 0) {
         int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
-        ERR_clear_error();
+        err_reset();
         int k = SSL_write(c->ssl, s, chunk);
         if (k <= 0) {
             cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
@@ -234,6 +257,17 @@ void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
         return;
     }
     c->bytes_out += n;
+    if (c->plain.len > 0 && c->plain.len + n <= TLS_RECORD_MAX) {
+        /* A head and a small body make one record: a record costs more than copying 16 KiB. */
+        cdn_buf_append(&c->plain, p, n);
+        if (c->corked)
+            return; /* uncork encrypts it */
+        tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
+        cdn_buf_consume(&c->plain, c->plain.len);
+        tls_flush(c);
+        start_write(c);
+        return;
+    }
     if (c->plain.len > 0) { /* keep the order */
         tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
         cdn_buf_consume(&c->plain, c->plain.len);
@@ -277,6 +311,8 @@ void cdn_conn_trim(struct cdn_conn *c)
         cdn_buf_dispose(&c->wbuf);
     else
         c->trim_wbuf = 1;
+    if (c->ssl != NULL && c->tls_done)
+        SSL_free_buffers(c->ssl); /* the record buffers, if empty; the next record allocates again */
     /* memory BIOs keep the largest buffer they ever held: fresh ones cost nothing while idle */
     if (c->ssl != NULL && c->tls_done && BIO_ctrl_pending(c->rbio) == 0 && BIO_ctrl_pending(c->wbio) == 0) {
         BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
@@ -310,6 +346,28 @@ bool cdn_conn_congested(struct cdn_conn *c)
 
 /* ---- reading ---- */
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* The socket's read interest, changed only when it must: every change is an epoll_ctl. */
+static int sock_read_on(struct cdn_conn *c)
+{
+    if (c->uv_rd)
+        return 0;
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc == 0)
+        c->uv_rd = 1;
+    return rc;
+}
+
+static void sock_read_off(struct cdn_conn *c)
+{
+    if (!c->uv_rd)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->uv_rd = 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct cdn_conn *c = h->data;
@@ -341,12 +399,14 @@ static int tls_pump(struct cdn_conn *c, bool *eof)
         if (room > want)
             room = want;
         char *p = cdn_buf_reserve(&c->in, room);
-        ERR_clear_error();
+        err_reset();
         int k = SSL_read(c->ssl, p, (int)room);
         if (k > 0) {
             cdn_buf_commit(&c->in, (size_t)k);
             c->bytes_in += (size_t)k;
             added = 1;
+            if (BIO_ctrl_pending(c->rbio) == 0 && !SSL_has_pending(c->ssl))
+                break; /* nothing left to decrypt: spare the call that would say WANT_READ */
             continue;
         }
         int e = SSL_get_error(c->ssl, k);
@@ -369,7 +429,7 @@ static int tls_pump(struct cdn_conn *c, bool *eof)
 static void deliver_eof(struct cdn_conn *c, int status)
 {
     c->eof = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    sock_read_off(c);
     c->reading = 0;
     emit(c, CDN_CONN_EV_EOF, status);
 }
@@ -459,8 +519,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             cdn_conn_close(c);
         return;
     }
+    if (!c->reading && (c->ssl == NULL || c->tls_done)) { /* paused lazily: keep what came, stop */
+        sock_read_off(c);
+        if (nread == UV_ENOBUFS)
+            return; /* c->in is full: the owner consumes before it reads again */
+        if (nread == UV_EOF)
+            c->sock_eof = 1;
+        else if (nread < 0)
+            c->paused_err = (int)nread;
+        else if (c->ssl != NULL && BIO_write(c->rbio, buf->base, (int)nread) != (int)nread)
+            c->paused_err = CDN_ENOMEM;
+        else if (c->ssl == NULL) {
+            cdn_buf_commit(&c->in, (size_t)nread);
+            c->bytes_in += (size_t)nread;
+        }
+        return;
+    }
     if (nread < 0) {
-        uv_read_stop(s);
+        sock_read_off(c);
         if (nread == UV_EOF) {
             c->sock_eof = 1;
             if (c->ssl != NULL && !c->tls_done) {
@@ -493,6 +569,12 @@ static void on_kick(uv_timer_t *t)
         emit(c, CDN_CONN_EV_ERROR, c->deferred_err);
         return;
     }
+    if (c->reading && c->paused_err != 0) {
+        snprintf(c->err, sizeof(c->err), "read: %s", uv_strerror(c->paused_err));
+        c->reading = 0;
+        emit(c, CDN_CONN_EV_ERROR, c->paused_err);
+        return;
+    }
     if (c->reading)
         deliver(c);
 }
@@ -509,11 +591,11 @@ void cdn_conn_read_start(struct cdn_conn *c)
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
     if (c->reading || c->closing || c->ending || c->eof || !c->connected)
         return;
-    if (!c->sock_eof && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+    if (!c->sock_eof && c->paused_err == 0 && sock_read_on(c) < 0)
         return; /* the socket is gone; the pending write or the timer reports it */
     c->reading = 1;
-    /* buffered plaintext, records left in the TLS layer, or an EOF seen while paused */
-    if (c->in.len > 0 || tls_has_pending(c) || c->sock_eof || c->tls_eof)
+    /* buffered plaintext, records left in the TLS layer, or an EOF or error seen while paused */
+    if (c->in.len > 0 || tls_has_pending(c) || c->sock_eof || c->tls_eof || c->paused_err != 0)
         uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
@@ -522,7 +604,8 @@ void cdn_conn_read_stop(struct cdn_conn *c)
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
     if (!c->reading || c->ending)
         return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    /* The socket stays in epoll: a client that waits for the answer sends nothing meanwhile, so
+     * pausing costs no epoll_ctl; bytes that do come are kept and reading really stops (on_read). */
     uv_timer_stop(&c->kick);
     c->reading = 0;
 }
@@ -562,7 +645,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
-    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (!c->reading && sock_read_on(c) == 0)
         c->reading = 1;
 }
 
@@ -576,7 +659,7 @@ static void finish_end(struct cdn_conn *c)
             return;
         }
         uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
-        if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        if (!c->reading && sock_read_on(c) == 0)
             c->reading = 1;
         return;
     }
@@ -609,7 +692,7 @@ void cdn_conn_end(struct cdn_conn *c)
     c->ending = 1;
     uv_timer_stop(&c->kick);
     uv_timer_start(&c->timer, on_timer, END_LIMIT_MS, 0);
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    sock_read_off(c);
     c->reading = 0;
     if (!c->writing)
         finish_end(c);
@@ -697,7 +780,7 @@ struct cdn_conn *cdn_conn_accept(uv_stream_t *listener, SSL_CTX *ctx, size_t in_
     format_peer(c);
     if (c->ssl != NULL)
         SSL_set_accept_state(c->ssl);
-    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    rc = sock_read_on(c);
     if (rc < 0) {
         *err = rc;
         cdn_conn_close(c);
@@ -722,7 +805,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->connected = 1;
     uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (sock_read_on(c) == 0)
         c->reading = 1;
     start_write(c); /* bytes written while connecting */
     if (c->ssl == NULL) {

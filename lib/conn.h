@@ -48,9 +48,11 @@ struct cdn_conn {
     unsigned trim_wbuf : 1; /* free wbuf when the write in flight completes (cdn_conn_trim) */
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
         want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1,
-        wshut : 1;
+        wshut : 1,
+        uv_rd : 1; /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
     int deferred_err;
-    SSL *ssl; /* NULL for plain TCP */
+    int paused_err; /* a socket error met while paused, reported once reading resumes */
+    SSL *ssl;       /* NULL for plain TCP */
     BIO *rbio, *wbio;
     struct cdn_buf in;    /* plaintext received, owner consumes */
     struct cdn_buf out;   /* bytes queued behind the write in flight */

@@ -322,9 +322,11 @@ void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t
             proxy_append_str(b, ", ");
         }
     }
-    char mine[96];
-    snprintf(mine, sizeof(mine), "1.%d %s\r\n", minor, via);
-    proxy_append_str(b, mine);
+    proxy_append_str(b, "1.");
+    cdn_buf_append_i64(b, minor);
+    proxy_append_str(b, " ");
+    proxy_append_str(b, via);
+    proxy_append_str(b, "\r\n");
 }
 
 bool proxy_is_header(const struct cdn_http_header *h, const char *name)

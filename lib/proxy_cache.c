@@ -74,19 +74,18 @@ static int decode_stored(struct cdn_session *s, struct cache_hit *hit, struct st
 static void cache_status_member(struct cdn_session *s, const struct cache_status *cs,
                                 const struct cdn_http_header *h, size_t n, struct cdn_buf *out)
 {
-    struct cdn_buf received;
-    cdn_buf_init(&received);
+    struct cdn_buf *received = &s->w->cs_buf;
+    cdn_buf_reset(received);
     for (size_t i = 0; i < n; i++) {
         if (proxy_is_header(&h[i], "cache-status") && h[i].value_len > 0) {
-            if (received.len > 0)
-                cdn_buf_append(&received, ", ", 2);
-            cdn_buf_append(&received, h[i].value, h[i].value_len);
+            if (received->len > 0)
+                cdn_buf_append(received, ", ", 2);
+            cdn_buf_append(received, h[i].value, h[i].value_len);
         }
     }
     proxy_append_str(out, "Cache-Status: ");
-    cache_policy_cache_status(cs, cdn_buf_data(&received), received.len, out);
+    cache_policy_cache_status(cs, cdn_buf_data(received), received->len, out);
     proxy_append_str(out, "\r\n");
-    cdn_buf_dispose(&received);
 }
 
 /* ---- serving a stored response ---- */
@@ -151,11 +150,14 @@ static void serve_stored(struct cdn_session *s, struct cache_hit *hit, struct st
             status = 416;
     }
 
-    struct cdn_buf b;
-    cdn_buf_init(&b);
+    struct cdn_buf *b = &s->w->head_buf; /* the worker's scratch: no allocation per hit */
+    cdn_buf_reset(b);
     char line[160];
-    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, cdn_http1_reason(status));
-    proxy_append_str(&b, line);
+    proxy_append_str(b, "HTTP/1.1 ");
+    cdn_buf_append_u64(b, (uint64_t)status);
+    proxy_append_str(b, " ");
+    proxy_append_str(b, cdn_http1_reason(status));
+    proxy_append_str(b, "\r\n");
     for (size_t i = 0; i < st->n; i++) {
         const struct cdn_http_header *h = &st->h[i];
         if (proxy_is_header(h, "age") || proxy_is_header(h, "content-length") || proxy_is_header(h, "via") ||
@@ -163,11 +165,12 @@ static void serve_stored(struct cdn_session *s, struct cache_hit *hit, struct st
             continue;
         if (status == 416 && proxy_is_header(h, "content-type"))
             continue;
-        proxy_append_header(&b, h);
+        proxy_append_header(b, h);
     }
-    snprintf(line, sizeof(line), "Age: %lld\r\n", (long long)cache_policy_age_value(d->age));
-    proxy_append_str(&b, line);
-    proxy_append_via(&b, st->h, st->n, 1, s->gen->via);
+    proxy_append_str(b, "Age: ");
+    cdn_buf_append_i64(b, cache_policy_age_value(d->age));
+    proxy_append_str(b, "\r\n");
+    proxy_append_via(b, st->h, st->n, 1, s->gen->via);
     struct cache_status cs = {.cache = s->gen->cache_name,
                               .hit = fwd == NULL,
                               .collapsed = s->pc.collapsed,
@@ -175,21 +178,21 @@ static void serve_stored(struct cdn_session *s, struct cache_hit *hit, struct st
                               .fwd_status = fwd_status,
                               .has_ttl = true,
                               .ttl = d->ttl};
-    cache_status_member(s, &cs, st->h, st->n, &b);
+    cache_status_member(s, &cs, st->h, st->n, b);
     if (status == 206 || status == 416) {
         size_t k = cache_policy_content_range(range, first, last, size, line, sizeof(line));
-        proxy_append_str(&b, "Content-Range: ");
-        cdn_buf_append(&b, line, k);
-        proxy_append_str(&b, "\r\n");
+        proxy_append_str(b, "Content-Range: ");
+        cdn_buf_append(b, line, k);
+        proxy_append_str(b, "\r\n");
     }
     uint64_t body = status == 206 ? last - first + 1 : status == 304 || status == 416 ? 0 : size;
     if (status != 304) {
-        snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)body);
-        proxy_append_str(&b, line);
+        proxy_append_str(b, "Content-Length: ");
+        cdn_buf_append_u64(b, body);
+        proxy_append_str(b, "\r\n");
     }
-    proxy_append_connection(s, &b);
-    cdn_conn_write(s->down, cdn_buf_data(&b), b.len);
-    cdn_buf_dispose(&b);
+    proxy_append_connection(s, b);
+    cdn_conn_write(s->down, cdn_buf_data(b), b->len);
 
     s->status = status;
     s->resp_head_sent = true;

@@ -314,7 +314,11 @@ char *cdn_remap_target_path(const struct cdn_remap_rule *rule, const char *path,
         /* "map http://a/img/ http://b/static": "/img/1.png" must become "/static/1.png". */
         sep = "/";
     }
-    if (rlen > (size_t)INT32_MAX)
-        rlen = INT32_MAX; /* a request path is bounded far below this by the header limits */
-    return cdn_xasprintf("%s%s%.*s", to, sep, (int)rlen, rest);
+    size_t slen = strlen(sep);
+    char *out = cdn_xmalloc(tlen + slen + rlen + 1); /* no printf: this runs for every request */
+    memcpy(out, to, tlen);
+    memcpy(out + tlen, sep, slen);
+    memcpy(out + tlen + slen, rest, rlen);
+    out[tlen + slen + rlen] = '\0';
+    return out;
 }

@@ -767,6 +767,8 @@ int cdn_server_run(struct cdn_server *s, const char *ports_file)
         if (uv_loop_close(&w->loop) != 0)
             cdn_log(CDN_LOG_WARN, "worker %u: handles left open at exit", i);
         free(w->listeners);
+        cdn_buf_dispose(&w->head_buf);
+        cdn_buf_dispose(&w->cs_buf);
         w->magic = 0;
     }
     uv_mutex_lock(&s->gen_lock);

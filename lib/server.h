@@ -35,18 +35,19 @@ struct cdn_worker {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t stop;
-    uv_tcp_t *listeners;          /* one per cdn_listener_rt */
-    struct cdn_session *sessions; /* every live session, for shutdown */
-    struct cdn_pool *pool;        /* idle keep-alive upstream conns */
-    uv_async_t fill_async;        /* the store's writer drained a busy fill of this worker */
-    uv_async_t collapse_async;    /* a leader finished a fetch some session here waits for */
-    uv_timer_t trim_timer;        /* frees the buffers of idle keep-alive connections */
-    struct cdn_stats stats;       /* this worker's counters: written by its thread only */
-    _Atomic int cmd;              /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
-    _Atomic bool reloaded;        /* set by a reload, then `stop` sent: drop idle pooled conns */
-    bool stopping;                /* no keep-alive, no pooling: set when draining or stopping */
-    bool draining;                /* listeners closed; stops by itself when the last session is gone */
-    bool stopped;                 /* everything closed; the loop ends */
+    uv_tcp_t *listeners;             /* one per cdn_listener_rt */
+    struct cdn_session *sessions;    /* every live session, for shutdown */
+    struct cdn_pool *pool;           /* idle keep-alive upstream conns */
+    uv_async_t fill_async;           /* the store's writer drained a busy fill of this worker */
+    uv_async_t collapse_async;       /* a leader finished a fetch some session here waits for */
+    uv_timer_t trim_timer;           /* frees the buffers of idle keep-alive connections */
+    struct cdn_stats stats;          /* this worker's counters: written by its thread only */
+    struct cdn_buf head_buf, cs_buf; /* scratch for building response heads: reused, never shrunk */
+    _Atomic int cmd;                 /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
+    _Atomic bool reloaded;           /* set by a reload, then `stop` sent: drop idle pooled conns */
+    bool stopping;                   /* no keep-alive, no pooling: set when draining or stopping */
+    bool draining;                   /* listeners closed; stops by itself when the last session is gone */
+    bool stopped;                    /* everything closed; the loop ends */
 };
 
 enum { CDN_WORKER_RUN = 0, CDN_WORKER_DRAIN = 1, CDN_WORKER_STOP = 2 };

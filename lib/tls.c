@@ -68,7 +68,8 @@ static int common_setup(SSL_CTX *ctx)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx,
                         SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* No SSL_MODE_RELEASE_BUFFERS: it frees and reallocates both 16 KiB record buffers around every
+     * record (4 large mallocs per request); cdn_conn_trim frees them once the connection is idle. */
     return 0;
 }
 

@@ -160,18 +160,6 @@ int cdn_parse_size(const char *s, uint64_t *out)
     return parse_with_units(s, units, 1, out);
 }
 
-bool cdn_strieq(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++) {
-        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
-            return false;
-    }
-    return true;
-}
-
 const char *cdn_strerror(int err)
 {
     switch (err) {

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
+#include <string.h>
 
 /* Our own error codes live in -20000..-20999 so they never collide with UV_E* (-errno). */
 #define CDN_ENOMEM   (-20001)
@@ -52,7 +53,21 @@ int cdn_parse_duration_ms(const char *s, uint64_t *out_ms);
 int cdn_parse_size(const char *s, uint64_t *out);
 
 /* Case-insensitive ASCII compare of a counted string with a C string. */
-bool cdn_strieq(const char *a, size_t alen, const char *b);
+/* a[0..alen) equals the C string b, ASCII case folded. Inline so that strlen of a literal b folds
+ * away: header names are compared this way several times per request. */
+static inline bool cdn_strieq(const char *a, size_t alen, const char *b)
+{
+    if (strlen(b) != alen)
+        return false;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x != y && (x | 0x20) != (y | 0x20))
+            return false;
+        if (x != y && ((x | 0x20) < 'a' || (x | 0x20) > 'z'))
+            return false;
+    }
+    return true;
+}
 
 /* Text for any error code: ours, UV_* or (positive) errno. */
 const char *cdn_strerror(int err);
