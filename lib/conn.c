@@ -1,8 +1,9 @@
 /*
- * conn: see conn.h. TLS runs over two memory BIOs: ciphertext read from the socket is written into
- * rbio and SSL_read turns it into plaintext in c->in; whatever OpenSSL produces (handshake records,
- * alerts, application data, close_notify) is moved from wbio to c->out after every SSL_* call, so a
- * failing handshake still sends its alert. libuv owns the socket; OpenSSL never touches the fd.
+ * conn: see conn.h. TLS runs over two BIOs: ciphertext read from the socket is written into a memory
+ * BIO (rbio) and SSL_read turns it into plaintext in c->in; whatever OpenSSL produces (handshake
+ * records, alerts, application data, close_notify) goes through wbio, our own BIO, straight into
+ * c->out (a memory BIO there would cost a second copy of every byte sent and zero-fill its buffer),
+ * so a failing handshake still sends its alert. libuv owns the socket; OpenSSL never touches the fd.
  *
  * Lifetime: three handles (tcp, timer, kick) are initialised at creation and closed together; the
  * memory is freed when the last close callback ran (and no getaddrinfo is outstanding).
@@ -25,6 +26,41 @@
 
 static _Thread_local char rx_cipher[READ_CHUNK];
 static _Atomic uint64_t next_id = 1;
+
+/* ---- wbio: OpenSSL's output appended to c->out ---- */
+
+static int out_bio_write(BIO *b, const char *p, int n)
+{
+    struct cdn_conn *c = BIO_get_data(b);
+    if (n <= 0)
+        return 0;
+    cdn_buf_append(&c->out, p, (size_t)n);
+    return n;
+}
+
+static long out_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is ever pending inside it */
+}
+
+static BIO_METHOD *out_method;
+static uv_once_t out_method_once = UV_ONCE_INIT;
+
+static void out_method_init(void)
+{
+    out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cdn-node conn output");
+    CDN_ASSERT(out_method != NULL && BIO_meth_set_write(out_method, out_bio_write) == 1 &&
+               BIO_meth_set_ctrl(out_method, out_bio_ctrl) == 1);
+}
+
+static const BIO_METHOD *out_bio_method(void)
+{
+    uv_once(&out_method_once, out_method_init);
+    return out_method;
+}
 /* Every live conn of this thread's loop, so a stopping worker can close detached ones too. */
 static _Thread_local struct cdn_conn *live_conns;
 
@@ -101,10 +137,11 @@ static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, c
         c->ssl = SSL_new(ctx);
         CDN_ASSERT(c->ssl != NULL);
         c->rbio = BIO_new(BIO_s_mem());
-        c->wbio = BIO_new(BIO_s_mem());
+        c->wbio = BIO_new(out_bio_method());
         CDN_ASSERT(c->rbio != NULL && c->wbio != NULL);
         BIO_set_mem_eof_return(c->rbio, -1); /* empty means "retry", not EOF */
-        BIO_set_mem_eof_return(c->wbio, -1);
+        BIO_set_data(c->wbio, c);
+        BIO_set_init(c->wbio, 1);
         SSL_set_bio(c->ssl, c->rbio, c->wbio);
     }
     return c;
@@ -195,17 +232,11 @@ static void start_write(struct cdn_conn *c)
     c->writing = 1;
 }
 
-/* Moves whatever OpenSSL produced into the output queue. */
+/* What OpenSSL produced is already in the output queue (out_bio_write): nothing to move. Kept as
+ * the place that says "records written so far are queued" after every SSL_* call. */
 static void tls_flush(struct cdn_conn *c)
 {
-    size_t n;
-    while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
-        char *p = cdn_buf_reserve(&c->out, n);
-        int k = BIO_read(c->wbio, p, (int)n);
-        if (k <= 0)
-            break;
-        cdn_buf_commit(&c->out, (size_t)k);
-    }
+    (void)c;
 }
 
 /* Encrypts plaintext into records; the caller flushes. */
@@ -313,19 +344,14 @@ void cdn_conn_trim(struct cdn_conn *c)
         c->trim_wbuf = 1;
     if (c->ssl != NULL && c->tls_done)
         SSL_free_buffers(c->ssl); /* the record buffers, if empty; the next record allocates again */
-    /* memory BIOs keep the largest buffer they ever held: fresh ones cost nothing while idle */
-    if (c->ssl != NULL && c->tls_done && BIO_ctrl_pending(c->rbio) == 0 && BIO_ctrl_pending(c->wbio) == 0) {
-        BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
-        if (r == NULL || w == NULL) {
-            BIO_free(r);
-            BIO_free(w);
+    /* a memory BIO keeps the largest buffer it ever held: a fresh one costs nothing while idle */
+    if (c->ssl != NULL && c->tls_done && BIO_ctrl_pending(c->rbio) == 0) {
+        BIO *r = BIO_new(BIO_s_mem());
+        if (r == NULL)
             return;
-        }
         BIO_set_mem_eof_return(r, -1);
-        BIO_set_mem_eof_return(w, -1);
-        SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+        SSL_set0_rbio(c->ssl, r); /* frees the old one */
         c->rbio = r;
-        c->wbio = w;
     }
 }
 
