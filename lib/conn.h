@@ -51,8 +51,9 @@ struct cdn_conn {
         wshut : 1,
         uv_rd : 1; /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
     int deferred_err;
-    int paused_err; /* a socket error met while paused, reported once reading resumes */
-    SSL *ssl;       /* NULL for plain TCP */
+    uint64_t deadline, timer_due; /* cdn_conn_set_timeout: when it expires (0: none), when c->timer fires */
+    int paused_err;               /* a socket error met while paused, reported once reading resumes */
+    SSL *ssl;                     /* NULL for plain TCP */
     BIO *rbio, *wbio;
     struct cdn_buf in;    /* plaintext received, owner consumes */
     struct cdn_buf out;   /* bytes queued behind the write in flight */

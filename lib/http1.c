@@ -57,40 +57,31 @@ enum {
     CH_ERROR,
 };
 
-/* tchar (RFC 9110 5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
-static bool is_tchar(unsigned char c)
+/* tchar (RFC 9110 5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ (a table: every header name byte is
+ * checked) */
+static const unsigned char tchar_tab[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static inline bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
+    return tchar_tab[c] != 0;
 }
 
-static bool is_ows(unsigned char c)
+static inline bool is_ows(unsigned char c)
 {
     return c == ' ' || c == '\t';
 }
 
 /* field-vchar / SP / HTAB: what a field value or reason phrase may contain. */
-static bool is_field_char(unsigned char c)
+static inline bool is_field_char(unsigned char c)
 {
     return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
 }
@@ -116,16 +107,17 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* Case-insensitive ASCII compare of a counted string with a C string. */
-static bool ieq(const char *a, size_t alen, const char *b)
+/* Case-insensitive ASCII compare of a counted string with a C string. Lengths first: most header
+ * names differ in length from the one looked for, and strlen of a literal folds away. */
+static inline bool ieq(const char *a, size_t alen, const char *b)
 {
-    size_t i;
-
-    for (i = 0; i < alen; i++) {
-        if (b[i] == '\0' || lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+    if (strlen(b) != alen)
+        return false;
+    for (size_t i = 0; i < alen; i++) {
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return false;
     }
-    return b[alen] == '\0';
+    return true;
 }
 
 /* Case-insensitive ASCII compare of two counted strings. */

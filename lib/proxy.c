@@ -460,13 +460,32 @@ static void start_upstream(struct cdn_session *s, bool use_pool)
         port = (uint16_t)atoi(colon + 1);
     }
     const char *tls_name = uc->server_name != NULL ? uc->server_name : rule->to.host;
-    free(s->up_name);
-    free(s->up_key);
-    s->up_name = cdn_xasprintf("%s:%u", host, port);
     /* the generation, the profile and the group's parent are part of the key: a conn made with one
-     * client certificate never serves another, and per-parent counters stay right */
-    s->up_key = cdn_xasprintf("%llu|%c|%s|%u|%s|%zu|%s", (unsigned long long)s->gen->id,
-                              rule->to.tls ? 's' : 'p', host, port, rule->to.tls ? tls_name : "", prof, via);
+     * client certificate never serves another, and per-parent counters stay right. Built without
+     * printf and kept when a keep-alive client asks the same upstream again (the usual case). */
+    struct cdn_buf *k = &s->w->cs_buf;
+    cdn_buf_reset(k);
+    cdn_buf_append_u64(k, s->gen->id);
+    proxy_append_str(k, rule->to.tls ? "|s|" : "|p|");
+    proxy_append_str(k, host);
+    proxy_append_str(k, "|");
+    cdn_buf_append_u64(k, port);
+    proxy_append_str(k, "|");
+    proxy_append_str(k, rule->to.tls ? tls_name : "");
+    proxy_append_str(k, "|");
+    cdn_buf_append_u64(k, prof);
+    proxy_append_str(k, "|");
+    proxy_append_str(k, via);
+    if (s->up_key == NULL || strlen(s->up_key) != k->len || memcmp(s->up_key, cdn_buf_data(k), k->len) != 0) {
+        free(s->up_key);
+        s->up_key = cdn_xstrndup(cdn_buf_data(k), k->len);
+        cdn_buf_reset(k);
+        proxy_append_str(k, host);
+        proxy_append_str(k, ":");
+        cdn_buf_append_u64(k, port);
+        free(s->up_name);
+        s->up_name = cdn_xstrndup(cdn_buf_data(k), k->len);
+    }
     if (s->pp.group != NULL && !s->pp.group->conf->keepalive)
         use_pool = false; /* keepalive: false: a new connection per request */
     s->up = use_pool ? cdn_pool_get(s->w->pool, s->up_key) : NULL;
@@ -735,10 +754,10 @@ static bool pump_request_body(struct cdn_session *s)
 static void build_response_head(struct cdn_session *s, const struct cdn_http_response *res,
                                 const struct cdn_buf *cache_status, struct cdn_buf *b)
 {
-    char line[128];
     const char *reason = cdn_http1_reason(res->status);
-    snprintf(line, sizeof(line), "HTTP/1.1 %d ", res->status);
-    proxy_append_str(b, line);
+    proxy_append_str(b, "HTTP/1.1 ");
+    cdn_buf_append_i64(b, res->status);
+    proxy_append_str(b, " ");
     if (res->reason_len > 0)
         cdn_buf_append(b, res->reason, res->reason_len);
     else
@@ -764,8 +783,9 @@ static void build_response_head(struct cdn_session *s, const struct cdn_http_res
     proxy_append_via(b, res->headers, res->num_headers, res->minor_version, s->gen->via);
     s->close_after = false;
     if (res->body_kind == CDN_HTTP_BODY_LENGTH) {
-        snprintf(line, sizeof(line), "Content-Length: %llu\r\n", (unsigned long long)res->content_length);
-        proxy_append_str(b, line);
+        proxy_append_str(b, "Content-Length: ");
+        cdn_buf_append_u64(b, res->content_length);
+        proxy_append_str(b, "\r\n");
     } else if (res->body_kind == CDN_HTTP_BODY_CHUNKED || res->body_kind == CDN_HTTP_BODY_EOF) {
         if (s->minor >= 1) {
             proxy_append_str(b, "Transfer-Encoding: chunked\r\n");
