@@ -3,9 +3,10 @@
  *
  * Layout of the environment (one directory):
  *   data.mdb, lock.mdb  LMDB; named DBs:
- *     "info"     "format" -> FORMAT_STRING (anything else: incompatible, wipe); "tick" -> counter
- *     "objects"  8-byte key hash -> record: 32-byte header {magic, klen, mlen, 0, id, body size}
- *                (native endian) + full key + metadata
+ *     "info"     "format" -> FORMAT_STRING (anything else: incompatible, wipe); "tick" -> counter;
+ *                "hashkey" -> the 16-byte SipHash key, random, made with the store
+ *     "objects"  8-byte SipHash of the key -> record: 32-byte header {magic, klen, mlen, tail length,
+ *                id, body size} (native endian) + full key + metadata + the body's tail (tail_len)
  *     "chunks"   {id, chunk index} big-endian (so one object's chunks are adjacent) -> body chunk
  *   state       "open <boot id>" while a process runs the store, "clean" after a clean close
  *   store.lock  flock()ed while open: one process per store
@@ -45,7 +46,7 @@
 #include <unistd.h>
 
 #include <lmdb.h>
-#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <uv.h>
 
 #include "cache/evict.h"
@@ -60,7 +61,7 @@
 #define HKEY_LEN    8u
 #define CKEY_LEN    12u
 
-#define FORMAT_STRING   "cdn-node store format 2, chunk 262128, tail"
+#define FORMAT_STRING   "cdn-node store format 3, chunk 262128, tail, siphash"
 #define MAX_READERS     4096
 #define TXN_POOL_MAX    64
 #define SPACE_RETRIES   3
@@ -89,7 +90,7 @@ struct cache_store {
     unsigned psize;
     MDB_env *env;
     MDB_dbi dbi_info, dbi_objects, dbi_chunks;
-    EVP_MD *sha256;
+    uint8_t hash_secret[16]; /* SipHash key of this store, kept in "info" */
     int lock_fd;
     char boot_id[64];
     bool dry_run; /* in the probe child: load everything, write nothing */
@@ -240,14 +241,67 @@ static void id_to_hk(uint64_t id, uint8_t hk[HKEY_LEN])
     memcpy(hk, &id, HKEY_LEN);
 }
 
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                                     \
+    do {                                                                                                             \
+        v0 += v1;                                                                                                    \
+        v1 = ROTL(v1, 13);                                                                                           \
+        v1 ^= v0;                                                                                                    \
+        v0 = ROTL(v0, 32);                                                                                           \
+        v2 += v3;                                                                                                    \
+        v3 = ROTL(v3, 16);                                                                                           \
+        v3 ^= v2;                                                                                                    \
+        v0 += v3;                                                                                                    \
+        v3 = ROTL(v3, 21);                                                                                           \
+        v3 ^= v0;                                                                                                    \
+        v2 += v1;                                                                                                    \
+        v1 = ROTL(v1, 17);                                                                                           \
+        v1 ^= v2;                                                                                                    \
+        v2 = ROTL(v2, 32);                                                                                           \
+    } while (0)
+
+/* SipHash-2-4 (Aumasson and Bernstein) of p[0..n) under key k. */
+static uint64_t siphash24(const uint8_t k[16], const uint8_t *p, size_t n)
+{
+    uint64_t k0 = le64(k), k1 = le64(k + 8);
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+    uint64_t last = (uint64_t)n << 56;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t m = le64(p);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < n; i++)
+        last |= (uint64_t)p[i] << (8 * i);
+    v3 ^= last;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= last;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The 8-byte LMDB key of a cache key: SipHash under a random key of this store, so nobody outside can
+ * make two URLs share a slot (the full key is compared anyway), at a fraction of SHA-256's cost. */
 static void hash_key(const struct cache_store *s, const void *key, size_t klen, uint8_t hk[HKEY_LEN])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    /* SHA-256 of a buffer in memory only fails on allocation failure: treat it like OOM. */
-    if (EVP_Digest(key, klen, md, &mdlen, s->sha256, NULL) != 1 || mdlen < HKEY_LEN)
-        cdn_panic(__FILE__, __LINE__, __func__, "EVP_Digest(SHA-256) failed");
-    memcpy(hk, md, HKEY_LEN);
+    uint64_t h = siphash24(s->hash_secret, key, klen);
+    memcpy(hk, &h, HKEY_LEN);
 }
 
 static void chunk_key(uint8_t out[CKEY_LEN], uint64_t id, uint32_t idx)
@@ -1310,6 +1364,33 @@ static int env_load(struct cache_store *s, char **why, char **warn)
         rc = NEED_REBUILD;
         goto fail;
     }
+    MDB_val hkk = {7, (void *)"hashkey"}, hkv;
+    rc = mdb_get(txn, s->dbi_info, &hkk, &hkv);
+    if (rc == 0 && hkv.mv_size == sizeof(s->hash_secret)) {
+        memcpy(s->hash_secret, hkv.mv_data, sizeof(s->hash_secret));
+    } else if (rc == MDB_NOTFOUND) {
+        MDB_stat o;
+        if ((rc = mdb_stat(txn, s->dbi_objects, &o)) != 0 || o.ms_entries != 0) {
+            *why = cdn_xstrdup("no hash key record");
+            rc = NEED_REBUILD;
+            goto fail;
+        }
+        if (RAND_bytes(s->hash_secret, (int)sizeof(s->hash_secret)) != 1) {
+            *why = cdn_xstrdup("no random bytes for the hash key");
+            rc = CDN_ETLS;
+            goto fail;
+        }
+        hkv = (MDB_val){sizeof(s->hash_secret), s->hash_secret};
+        if ((rc = mdb_put(txn, s->dbi_info, &hkk, &hkv, 0)) != 0) {
+            *why = cdn_xasprintf("cannot write hash key record: %s", mdb_strerror(rc));
+            goto fail;
+        }
+    } else {
+        *why = rc == 0 ? cdn_xstrdup("bad hash key record")
+                       : cdn_xasprintf("cannot read hash key record: %s", mdb_strerror(rc));
+        rc = NEED_REBUILD;
+        goto fail;
+    }
     if ((rc = scan_objects(s, txn, &sc)) == 0) {
         if (sc.nobjs > 1)
             qsort(sc.objs, sc.nobjs, sizeof(*sc.objs), cmp_scan_id);
@@ -1472,7 +1553,6 @@ static void store_free(struct cache_store *s)
     s->npool = 0;
     env_close(s);
     cache_evict_free(&s->ev);
-    EVP_MD_free(s->sha256);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* releases the flock */
     uv_mutex_destroy(&s->pool_mu);
@@ -1540,11 +1620,6 @@ int cache_store_open(const struct cache_store_opts *opts, struct cache_store **o
     read_boot_id(s, opts->boot_id);
 
     char *why = NULL, *warn = NULL;
-    if ((s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
-        rc = CDN_ETLS;
-        why = cdn_xstrdup("OpenSSL has no SHA-256");
-        goto fail;
-    }
     if ((rc = mkdir_p(s->path)) != 0) {
         why = cdn_xasprintf("cannot create directory: %s", cdn_strerror(rc));
         goto fail;

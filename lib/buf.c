@@ -39,7 +39,9 @@ char *cdn_buf_reserve_slow(struct cdn_buf *b, size_t n)
         return b->base + b->len;
     }
     cdn_buf_compact(b);
-    size_t cap = b->cap != 0 ? b->cap : 4096;
+    /* Start small: most buffers (cache keys, request copies, heads) hold a few hundred bytes, and
+     * allocations this size come from malloc's per-thread cache. */
+    size_t cap = b->cap != 0 ? b->cap : 512;
     while (cap - b->len < n) {
         CDN_ASSERT(cap < (SIZE_MAX >> 1));
         cap *= 2;
