@@ -240,6 +240,42 @@ static int days_in_month(int y, int m)
     return m == 2 && leap ? 29 : days[m - 1];
 }
 
+/* Index of the 3 letters at p in names (exact case, as IMF-fixdate writes them), or -1. */
+static int name3(const char *p, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (memcmp(p, names[i], 3) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static bool two_digits(const char *p, int *v)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+        return false;
+    *v = (p[0] - '0') * 10 + (p[1] - '0');
+    return true;
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT" at fixed positions: what nearly every Date, Expires and
+ * Last-Modified holds, read on every hit. -1 sends anything else to the general parser. */
+static int64_t parse_imf_fixdate(const char *s, size_t n)
+{
+    int day, mon, y1, y2, hh, mm, ss;
+    if (n != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
+        s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0 || name3(s, wday_short, ARRAY_LEN(wday_short)) < 0 ||
+        (mon = name3(s + 8, month_names, ARRAY_LEN(month_names)) + 1) == 0 || !two_digits(s + 5, &day) ||
+        !two_digits(s + 12, &y1) || !two_digits(s + 14, &y2) || !two_digits(s + 17, &hh) ||
+        !two_digits(s + 20, &mm) || !two_digits(s + 23, &ss))
+        return -1;
+    int year = y1 * 100 + y2;
+    if (day < 1 || day > days_in_month(year, mon) || hh > 23 || mm > 59 || ss > 60)
+        return -1;
+    int64_t t = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss;
+    return t < 0 ? 0 : t;
+}
+
 int64_t cache_policy_parse_http_date(const char *s, size_t n)
 {
     struct cursor c;
@@ -249,6 +285,8 @@ int64_t cache_policy_parse_http_date(const char *s, size_t n)
     if (s == NULL)
         return -1;
     trim(&s, &n);
+    if ((t = parse_imf_fixdate(s, n)) >= 0)
+        return t;
     c.s = s;
     c.n = n;
     c.i = 0;
