@@ -118,11 +118,6 @@ static uint64_t get_u64(const unsigned char *p)
 
 /* ---------------------------------------------------------------- validation shared by both directions */
 
-static bool is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
 
 static bool name_ok(const char *p, size_t n)
 {
@@ -131,7 +126,7 @@ static bool name_ok(const char *p, size_t n)
     if (n == 0)
         return false;
     for (i = 0; i < n; i++) {
-        if (!is_tchar((unsigned char)p[i]))
+        if (!cdn_http1_is_tchar((unsigned char)p[i]))
             return false;
     }
     return true;
@@ -139,7 +134,12 @@ static bool name_ok(const char *p, size_t n)
 
 static bool value_ok(const char *p, size_t n)
 {
-    return memchr(p, '\r', n) == NULL && memchr(p, '\n', n) == NULL && memchr(p, '\0', n) == NULL;
+    for (size_t i = 0; i < n; i++) { /* one pass: values are short, three memchr calls cost more */
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r' || c == '\n' || c == '\0')
+            return false;
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- encode */

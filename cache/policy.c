@@ -263,8 +263,9 @@ static bool two_digits(const char *p, int *v)
 static int64_t parse_imf_fixdate(const char *s, size_t n)
 {
     int day, mon, y1, y2, hh, mm, ss;
-    if (n != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
-        s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0 || name3(s, wday_short, ARRAY_LEN(wday_short)) < 0 ||
+    if (n != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+        s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0 ||
+        name3(s, wday_short, ARRAY_LEN(wday_short)) < 0 ||
         (mon = name3(s + 8, month_names, ARRAY_LEN(month_names)) + 1) == 0 || !two_digits(s + 5, &day) ||
         !two_digits(s + 12, &y1) || !two_digits(s + 14, &y2) || !two_digits(s + 17, &hh) ||
         !two_digits(s + 20, &mm) || !two_digits(s + 23, &ss))

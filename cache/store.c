@@ -243,29 +243,35 @@ static void id_to_hk(uint64_t id, uint8_t hk[HKEY_LEN])
 
 static uint64_t le64(const uint8_t *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+#else
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
+#endif
 }
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                                     \
-    do {                                                                                                             \
-        v0 += v1;                                                                                                    \
-        v1 = ROTL(v1, 13);                                                                                           \
-        v1 ^= v0;                                                                                                    \
-        v0 = ROTL(v0, 32);                                                                                           \
-        v2 += v3;                                                                                                    \
-        v3 = ROTL(v3, 16);                                                                                           \
-        v3 ^= v2;                                                                                                    \
-        v0 += v3;                                                                                                    \
-        v3 = ROTL(v3, 21);                                                                                           \
-        v3 ^= v0;                                                                                                    \
-        v2 += v1;                                                                                                    \
-        v1 = ROTL(v1, 17);                                                                                           \
-        v1 ^= v2;                                                                                                    \
-        v2 = ROTL(v2, 32);                                                                                           \
+#define SIPROUND           \
+    do {                   \
+        v0 += v1;          \
+        v1 = ROTL(v1, 13); \
+        v1 ^= v0;          \
+        v0 = ROTL(v0, 32); \
+        v2 += v3;          \
+        v3 = ROTL(v3, 16); \
+        v3 ^= v2;          \
+        v0 += v3;          \
+        v3 = ROTL(v3, 21); \
+        v3 ^= v0;          \
+        v2 += v1;          \
+        v1 = ROTL(v1, 17); \
+        v1 ^= v2;          \
+        v2 = ROTL(v2, 32); \
     } while (0)
 
 /* SipHash-2-4 (Aumasson and Bernstein) of p[0..n) under key k. */

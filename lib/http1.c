@@ -59,7 +59,7 @@ enum {
 
 /* tchar (RFC 9110 5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ (a table: every header name byte is
  * checked) */
-static const unsigned char tchar_tab[256] = {
+const unsigned char cdn_http1_tchar[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
     0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
@@ -72,7 +72,7 @@ static const unsigned char tchar_tab[256] = {
 
 static inline bool is_tchar(unsigned char c)
 {
-    return tchar_tab[c] != 0;
+    return cdn_http1_is_tchar(c);
 }
 
 static inline bool is_ows(unsigned char c)

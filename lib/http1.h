@@ -114,4 +114,11 @@ int cdn_http1_chunked_decode(struct cdn_http_chunked *d, const char *buf, size_t
 /* Reason phrase for a status code ("OK", "Bad Gateway", ...); "Unknown" if none. */
 const char *cdn_http1_reason(int status);
 
+/* tchar (RFC 9110 5.6.2), as a table: header names are checked byte by byte on every request. */
+extern const unsigned char cdn_http1_tchar[256];
+static inline bool cdn_http1_is_tchar(unsigned char c)
+{
+    return cdn_http1_tchar[c] != 0;
+}
+
 #endif

@@ -44,11 +44,19 @@ static bool is_method(const char *m, const char *want)
 }
 
 /* The request's headers again, from the copy taken in proxy_cache_request. */
+/* The request head parsed again from its copy, remembered for the thread's last copy: a hit asks
+ * for it several times. Copies are named by ids never reused, so a memo cannot outlive its copy. */
+static _Thread_local uint64_t req_ids;
+
 static const struct cdn_http_request *request_again(struct cdn_session *s)
 {
     static _Thread_local struct cdn_http_request req;
+    static _Thread_local uint64_t parsed_id;
+    if (s->pc.req_id != 0 && s->pc.req_id == parsed_id)
+        return &req;
     int rc = cdn_http1_parse_request(cdn_buf_data(&s->pc.req), s->pc.req.len, &s->gen->limits, &req);
     CDN_ASSERT(rc > 0); /* it parsed the first time */
+    parsed_id = s->pc.req_id;
     return &req;
 }
 
@@ -529,6 +537,7 @@ bool proxy_cache_request(struct cdn_session *s, const struct cdn_http_request *r
     bool get = is_method(s->method, "GET"), is_head = is_method(s->method, "HEAD");
     /* every method's head is kept: an unsafe one may invalidate what its response names */
     cdn_buf_append(&s->pc.req, head, head_len);
+    s->pc.req_id = ++req_ids;
     s->pc.target = cdn_xstrdup(target);
     if (!get && !is_head) {
         s->pc.fwd = "method";

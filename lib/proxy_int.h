@@ -29,6 +29,7 @@ struct proxy_cache {
     const char *fwd;           /* Cache-Status fwd reason for a forwarded response */
     struct cdn_buf key;        /* primary cache key */
     struct cdn_buf req;        /* a copy of the request head, re-parsed when its headers are needed */
+    uint64_t req_id;           /* names that copy for request_again's memo; 0: none */
     char *target;              /* the upstream path[?query] (after remap) */
     struct cdn_buf validators; /* "If-None-Match: ..\r\n..." lines for the upstream request */
     int64_t req_time;          /* when the request went upstream (RFC 9111 4.2.3 request_time) */
