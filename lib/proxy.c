@@ -1283,15 +1283,18 @@ struct cdn_session *proxy_session_background(const struct cdn_session *parent)
     return s;
 }
 
-void cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms)
+size_t cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms)
 {
     uint64_t now = cdn_now_ms();
+    size_t n = 0;
     for (struct cdn_session *s = w->sessions; s != NULL; s = s->next) {
         if (s->state == ST_IDLE && !s->down->sink && s->t_idle != 0 && now - s->t_idle >= idle_ms) {
             cdn_conn_trim(s->down);
             s->t_idle = 0; /* trimmed; the next exchange sets it again */
+            n++;
         }
     }
+    return n;
 }
 
 size_t cdn_proxy_drain(struct cdn_worker *w)

@@ -22,7 +22,7 @@ void cdn_proxy_accept(struct cdn_worker *w, struct cdn_gen *gen, size_t li, uv_s
 size_t cdn_proxy_drain(struct cdn_worker *w);
 /* Frees the buffers of sessions idle (keep-alive, or waiting for a first request) for idle_ms or
  * more, once per idle period: busy connections keep theirs, idle ones cost little (lib/conn.h). */
-void cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms);
+size_t cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms); /* how many it trimmed */
 /* Closes every session and connection of the worker (it is stopping). */
 void cdn_proxy_shutdown(struct cdn_worker *w);
 

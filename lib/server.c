@@ -7,6 +7,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -423,13 +426,21 @@ static void on_fill_async(uv_async_t *a)
     proxy_cache_on_fill_drain(w);
 }
 
-#define TRIM_EVERY_MS 1000 /* an idle connection gives its buffers back after 1 to 2 s */
+#define TRIM_EVERY_MS    1000 /* an idle connection gives its buffers back after 1 to 2 s */
+#define TRIM_RELEASE_MIN 64   /* this many trimmed in one tick: return free heap pages to the system */
 
 static void on_trim(uv_timer_t *t)
 {
     struct cdn_worker *w = t->data;
     CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
+#ifdef __GLIBC__
+    /* Freed record buffers leave holes malloc keeps mapped; give those pages back when many
+     * connections went idle at once (e.g. after a burst), not on every tick. */
+    if (cdn_proxy_trim_idle(w, TRIM_EVERY_MS) >= TRIM_RELEASE_MIN)
+        malloc_trim(0);
+#else
     cdn_proxy_trim_idle(w, TRIM_EVERY_MS);
+#endif
 }
 
 static void on_collapse_async(uv_async_t *a)
