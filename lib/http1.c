@@ -413,12 +413,18 @@ static bool is_standard_hop_by_hop(const char *name, size_t len)
 static bool connection_semantics(struct cdn_http_header *hdrs, size_t n, int minor_version)
 {
     size_t i;
-    bool has_close, keep_alive;
+    bool has_close, keep_alive, has_connection = false;
 
+    /* Most messages carry no Connection field: then no name can be listed in one (no n*n scan). */
+    for (i = 0; i < n && !has_connection; i++)
+        has_connection = ieq(hdrs[i].name, hdrs[i].name_len, "connection");
     for (i = 0; i < n; i++) {
-        hdrs[i].hop_by_hop = is_standard_hop_by_hop(hdrs[i].name, hdrs[i].name_len) ||
-                             connection_has_token(hdrs, n, hdrs[i].name, hdrs[i].name_len);
+        hdrs[i].hop_by_hop =
+            is_standard_hop_by_hop(hdrs[i].name, hdrs[i].name_len) ||
+            (has_connection && connection_has_token(hdrs, n, hdrs[i].name, hdrs[i].name_len));
     }
+    if (!has_connection)
+        return minor_version >= 1;
     has_close = connection_has_token(hdrs, n, "close", 5);
     keep_alive = connection_has_token(hdrs, n, "keep-alive", 10);
     if (has_close)

@@ -306,10 +306,6 @@ bool proxy_send_error(struct cdn_session *s, int status, bool keep)
     return false;
 }
 
-void proxy_append_str(struct cdn_buf *b, const char *p)
-{
-    cdn_buf_append(b, p, strlen(p));
-}
 
 /* Appends "Via: <received>, 1.<minor> <pseudonym>". */
 void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,

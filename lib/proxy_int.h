@@ -152,7 +152,11 @@ const struct cdn_conf *proxy_conf(const struct cdn_session *s);
 /* No more keep-alive (nor pooling): the worker stops, or a reload made the session's generation old. */
 bool proxy_stale(const struct cdn_session *s);
 const char *proxy_http_date(void);
-void proxy_append_str(struct cdn_buf *b, const char *p);
+/* Inline so that the length of a literal folds away: heads are built from dozens of them. */
+static inline void proxy_append_str(struct cdn_buf *b, const char *p)
+{
+    cdn_buf_append(b, p, strlen(p));
+}
 void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h);
 void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
                       const char *via);
