@@ -794,6 +794,43 @@ START_TEST(timeout_fires_once_rearm_resets_zero_disarms)
 }
 END_TEST
 
+/* The timer is lazy (it moves only for an earlier deadline): a shorter timeout set later must still
+ * fire on time, and a cleared one never. */
+static void to_shorten(uv_timer_t *t)
+{
+    cdn_conn_set_timeout(W.cli[0].c, 0); /* cleared ... */
+    cdn_conn_set_timeout(W.cli[0].c, 1000);
+    cdn_conn_set_timeout(W.cli[0].c, 30); /* ... then 20 + 30 ms: well before the first 400 */
+    timer_done(t);
+}
+
+static void to_short_hook(struct peer *p, enum cdn_conn_event ev, int status)
+{
+    if (ev == CDN_CONN_EV_OPEN) {
+        W.t0 = uv_now(&loop);
+        cdn_conn_set_timeout(p->c, 400);
+        after(&W.t[0], 20, to_shorten);
+    } else if (ev == CDN_CONN_EV_TIMEOUT) {
+        W.mark = uv_now(&loop) - W.t0;
+        close_peer(p);
+    } else {
+        close_peer(p);
+    }
+}
+
+START_TEST(timeout_shortened_fires_early)
+{
+    listen_local(NULL, 64 * 1024, 1);
+    peer_init(&W.srv[0], true, NULL);
+    peer_init(&W.cli[0], true, to_short_hook);
+    connect_peer(&W.cli[0], NULL, NULL, 64 * 1024);
+    run_loop();
+    ck_assert_uint_eq(W.cli[0].ev[CDN_CONN_EV_TIMEOUT], 1);
+    ck_assert_msg(W.mark >= 45 && W.mark < 300, "TIMEOUT after %llu ms, want about 50",
+                  (unsigned long long)W.mark);
+}
+END_TEST
+
 /* ==== connect failures ==== */
 
 START_TEST(connect_refused)
@@ -1014,6 +1051,7 @@ Suite *suite_conn(void)
     tcase_add_test(plain, plain_read_start_redelivers_from_callback);
     tcase_add_test(plain, plain_cork_keeps_order);
     tcase_add_test(plain, timeout_fires_once_rearm_resets_zero_disarms);
+    tcase_add_test(plain, timeout_shortened_fires_early);
     tcase_add_test(plain, connect_refused);
     tcase_add_test(plain, connect_unresolvable);
     tcase_add_test(plain, close_while_resolving);
