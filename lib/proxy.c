@@ -325,10 +325,6 @@ void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t
     proxy_append_str(b, "\r\n");
 }
 
-bool proxy_is_header(const struct cdn_http_header *h, const char *name)
-{
-    return cdn_strieq(h->name, h->name_len, name);
-}
 
 void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h)
 {

@@ -16,6 +16,7 @@
 #include "lib/conn.h"
 #include "lib/share.h"
 #include "lib/http1.h"
+#include "lib/util.h"
 #include "lib/server.h"
 #include "lib/stats.h"
 #include "lib/tunnel.h"
@@ -160,7 +161,10 @@ static inline void proxy_append_str(struct cdn_buf *b, const char *p)
 void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h);
 void proxy_append_via(struct cdn_buf *b, const struct cdn_http_header *h, size_t n, int minor,
                       const char *via);
-bool proxy_is_header(const struct cdn_http_header *h, const char *name);
+static inline bool proxy_is_header(const struct cdn_http_header *h, const char *name)
+{
+    return cdn_strieq(h->name, h->name_len, name); /* inline: the name is nearly always a literal */
+}
 /* Connection/keep-alive trailer of a response head we build; sets s->close_after. */
 void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b);
 /* The worker's counters; background fetches are not counted. */
