@@ -232,14 +232,8 @@ static void start_write(struct cdn_conn *c)
     c->writing = 1;
 }
 
-/* What OpenSSL produced is already in the output queue (out_bio_write): nothing to move. Kept as
- * the place that says "records written so far are queued" after every SSL_* call. */
-static void tls_flush(struct cdn_conn *c)
-{
-    (void)c;
-}
 
-/* Encrypts plaintext into records; the caller flushes. */
+/* Encrypts plaintext into records (they land in c->out through wbio); the caller starts the write. */
 static void tls_write(struct cdn_conn *c, const char *s, size_t n)
 {
     while (n > 0) {
@@ -274,7 +268,6 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
             cdn_buf_consume(&c->plain, c->plain.len);
         }
         tls_write(c, p, n);
-        tls_flush(c);
     }
     if (!c->corked)
         start_write(c);
@@ -295,7 +288,6 @@ void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
             return; /* uncork encrypts it */
         tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
         cdn_buf_consume(&c->plain, c->plain.len);
-        tls_flush(c);
         start_write(c);
         return;
     }
@@ -304,7 +296,6 @@ void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
         cdn_buf_consume(&c->plain, c->plain.len);
     }
     tls_write(c, p, n); /* encrypted straight from p: the plaintext is never copied */
-    tls_flush(c);
     if (!c->corked)
         start_write(c);
 }
@@ -324,7 +315,6 @@ void cdn_conn_uncork(struct cdn_conn *c)
     if (c->plain.len > 0) {
         tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
         cdn_buf_consume(&c->plain, c->plain.len);
-        tls_flush(c);
     }
     start_write(c);
 }
@@ -443,11 +433,9 @@ static int tls_pump(struct cdn_conn *c, bool *eof)
             break;
         }
         cdn_tls_describe_error(c->ssl, c->err, sizeof(c->err));
-        tls_flush(c);
         start_write(c);
         return CDN_ETLS;
     }
-    tls_flush(c); /* post-handshake messages, key updates */
     start_write(c);
     return added;
 }
@@ -507,7 +495,6 @@ static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
     if (!c->tls_done) {
         ERR_clear_error();
         int rc = SSL_do_handshake(c->ssl);
-        tls_flush(c);
         start_write(c);
         if (rc != 1) {
             int e = SSL_get_error(c->ssl, rc);
@@ -524,7 +511,6 @@ static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
         if (c->plain.len > 0 && !c->corked) { /* written before OPEN */
             tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
             cdn_buf_consume(&c->plain, c->plain.len);
-            tls_flush(c);
             start_write(c);
         }
         emit(c, CDN_CONN_EV_OPEN, 0);
@@ -729,7 +715,6 @@ void cdn_conn_end(struct cdn_conn *c)
         ERR_clear_error();
         SSL_shutdown(c->ssl);
         ERR_clear_error();
-        tls_flush(c);
     }
     start_write(c);
     c->ending = 1;
@@ -778,7 +763,6 @@ void cdn_conn_shutdown(struct cdn_conn *c)
         ERR_clear_error();
         SSL_shutdown(c->ssl); /* close_notify only: the peer may go on sending (TLS 1.3 half-close) */
         ERR_clear_error();
-        tls_flush(c);
     }
     c->wshut = 1;
     start_write(c);

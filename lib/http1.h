@@ -114,11 +114,13 @@ int cdn_http1_chunked_decode(struct cdn_http_chunked *d, const char *buf, size_t
 /* Reason phrase for a status code ("OK", "Bad Gateway", ...); "Unknown" if none. */
 const char *cdn_http1_reason(int status);
 
-/* tchar (RFC 9110 5.6.2), as a table: header names are checked byte by byte on every request. */
-extern const unsigned char cdn_http1_tchar[256];
+/* Byte classes of header syntax (lib/http1.c): header names are checked byte by byte. */
+#define CDN_HTTP1_TCHAR 1 /* tchar, RFC 9110 5.6.2 */
+#define CDN_HTTP1_FIELD 2 /* field-vchar, SP, HTAB */
+extern const unsigned char cdn_http1_class[256];
 static inline bool cdn_http1_is_tchar(unsigned char c)
 {
-    return cdn_http1_tchar[c] != 0;
+    return (cdn_http1_class[c] & CDN_HTTP1_TCHAR) != 0;
 }
 
 #endif
