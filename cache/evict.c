@@ -43,23 +43,40 @@ struct evict_slab {
     struct evict_entry e[SLAB_ENTRIES];
 };
 
+/* The admission sketch: SKETCH_ROWS rows of one-byte saturating counters (count-min). */
+#define SKETCH_ROWS 4
+#define SEEN_BATCH  16 /* lookups a thread counts on its own before adding them to `seen` */
+
 struct cache_evict {
     _Atomic(struct evict_table *) table;
     struct evict_entry *head, *tail, *hand, *free_list;
     struct evict_slab *slabs;
     size_t count;
     uint64_t bytes;
+    /* Admission, when enabled: counters and the lookups since the last halving are shared by all
+     * threads (relaxed; a lost increment only blurs an estimate); admit_min is the estimate of the
+     * last victim, written by the owner. */
+    _Atomic uint8_t *sketch; /* SKETCH_ROWS * (sketch_mask + 1) counters, NULL when disabled */
+    size_t sketch_mask;
+    uint64_t period; /* lookups between two halvings */
+    _Atomic uint64_t seen;
+    _Atomic uint32_t admit_min;
 };
 
-/* splitmix64's finaliser: ids may be sequential (the benchmark) or already random (key hashes). */
-static size_t home_slot(uint64_t id, size_t mask)
+static uint64_t mix64(uint64_t id)
 {
     id ^= id >> 30;
     id *= 0xbf58476d1ce4e5b9ull;
     id ^= id >> 27;
     id *= 0x94d049bb133111ebull;
     id ^= id >> 31;
-    return (size_t)id & mask;
+    return id;
+}
+
+/* splitmix64's finaliser: ids may be sequential (the benchmark) or already random (key hashes). */
+static size_t home_slot(uint64_t id, size_t mask)
+{
+    return (size_t)mix64(id) & mask;
 }
 
 static struct evict_table *table_new(size_t cap)
@@ -187,7 +204,89 @@ void cache_evict_free(struct cache_evict **evp)
         next = s->next;
         free(s);
     }
+    free((void *)ev->sketch);
     free(ev);
+}
+
+/* ---- admission ---- */
+
+void cache_evict_admission(struct cache_evict *ev, size_t expected)
+{
+    if (ev->sketch != NULL || expected == 0)
+        return;
+    /* 8 counters a row per expected object, so that cold ids rarely share all their counters with hot
+     * ones; at most 4 Mi a row (16 MiB, for stores of some 500 GiB and more; halving it takes a few
+     * ms of one worker every 10 * expected lookups). */
+    size_t width = 2048;
+    while (width < 8 * expected && width < ((size_t)1 << 22))
+        width <<= 1;
+    ev->sketch = cdn_xcalloc(SKETCH_ROWS * width, sizeof(ev->sketch[0]));
+    for (size_t i = 0; i < SKETCH_ROWS * width; i++)
+        atomic_init(&ev->sketch[i], 0);
+    ev->sketch_mask = width - 1;
+    ev->period = 10 * (uint64_t)(expected < 1024 ? 1024 : expected);
+    atomic_init(&ev->seen, 0);
+    atomic_init(&ev->admit_min, 0);
+}
+
+/* Counter i of row r for id: double hashing (Kirsch and Mitzenmacher) over two mixes of the id. */
+static size_t sketch_slot(const struct cache_evict *ev, uint64_t h1, uint64_t h2, unsigned r)
+{
+    return r * (ev->sketch_mask + 1) + ((size_t)(h1 + r * h2) & ev->sketch_mask);
+}
+
+static unsigned sketch_estimate(const struct cache_evict *ev, uint64_t id)
+{
+    uint64_t h1 = mix64(id), h2 = mix64(h1) | 1;
+    unsigned est = 255;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        unsigned c = atomic_load_explicit(&ev->sketch[sketch_slot(ev, h1, h2, r)], memory_order_relaxed);
+        if (c < est)
+            est = c;
+    }
+    return est;
+}
+
+/* Halves every counter so that the sketch follows what is popular now (TinyLFU's reset). */
+static void sketch_age(struct cache_evict *ev)
+{
+    for (size_t i = 0; i < SKETCH_ROWS * (ev->sketch_mask + 1); i++) {
+        uint8_t c = atomic_load_explicit(&ev->sketch[i], memory_order_relaxed);
+        if (c != 0)
+            atomic_store_explicit(&ev->sketch[i], (uint8_t)(c >> 1), memory_order_relaxed);
+    }
+}
+
+void cache_evict_seen(struct cache_evict *ev, uint64_t id)
+{
+    if (ev->sketch == NULL)
+        return;
+    uint64_t h1 = mix64(id), h2 = mix64(h1) | 1;
+    for (unsigned r = 0; r < SKETCH_ROWS; r++) {
+        _Atomic uint8_t *c = &ev->sketch[sketch_slot(ev, h1, h2, r)];
+        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+        if (v < 255)
+            atomic_store_explicit(c, (uint8_t)(v + 1), memory_order_relaxed);
+    }
+    /* Lookups are added to the shared count SEEN_BATCH at a time, so that workers do not write one
+     * cache line on every hit; the thread whose batch completes a period ages the sketch, the others
+     * go on counting. */
+    static _Thread_local unsigned local;
+    if (++local < SEEN_BATCH)
+        return;
+    local = 0;
+    uint64_t before = atomic_fetch_add_explicit(&ev->seen, SEEN_BATCH, memory_order_relaxed);
+    if (before < ev->period && before + SEEN_BATCH >= ev->period) {
+        sketch_age(ev);
+        atomic_store_explicit(&ev->seen, 0, memory_order_relaxed);
+    }
+}
+
+bool cache_evict_admit(const struct cache_evict *ev, uint64_t id)
+{
+    if (ev->sketch == NULL)
+        return true;
+    return sketch_estimate(ev, id) > atomic_load_explicit(&ev->admit_min, memory_order_relaxed);
 }
 
 int cache_evict_insert(struct cache_evict *ev, uint64_t id, uint64_t size)
@@ -259,6 +358,8 @@ int cache_evict_one(struct cache_evict *ev, uint64_t *id, uint64_t *size)
     *id = victim;
     if (size != NULL)
         *size = e->size;
+    if (ev->sketch != NULL)
+        atomic_store_explicit(&ev->admit_min, sketch_estimate(ev, victim), memory_order_relaxed);
     ev->hand = e;
     unlink_entry(ev, e); /* moves the hand on to e->newer */
     return 0;

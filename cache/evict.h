@@ -50,6 +50,26 @@ bool cache_evict_remove(struct cache_evict *ev, uint64_t id);
  * Owner thread only. Returns 0, or CDN_EINVAL when the policy is empty. */
 int cache_evict_one(struct cache_evict *ev, uint64_t *id, uint64_t *size);
 
+/*
+ * Admission (the idea of TinyLFU, Einziger et al., "TinyLFU: A Highly Efficient Cache Admission
+ * Policy", 2017): when the cache is full, a new object is only worth storing if it has been asked for
+ * more often lately than what it would push out. Lookups of every id, present or not, are counted in
+ * a count-min sketch of one-byte counters, halved every 10 * expected lookups so that it follows
+ * what is popular now; each victim leaves its estimate behind, and a newcomer is admitted when its
+ * own estimate is higher. So once the cache is full, an object asked for once is not stored while
+ * what it would replace was asked for as often; its second request stores it ("cache on second hit"
+ * under pressure only). On a Zipf workload this keeps the one-hit wonders out and lets a SIEVE
+ * cache beat LRU with fewer objects (bench-evict). Whether the cache is full is the caller's call.
+ *
+ * cache_evict_admission enables it, sized for about `expected` objects (owner thread, before any
+ * other call; later calls do nothing). Without it, cache_evict_seen does nothing and
+ * cache_evict_admit always says yes. cache_evict_seen and cache_evict_admit may be called from any
+ * thread, like cache_evict_hit.
+ */
+void cache_evict_admission(struct cache_evict *ev, size_t expected);
+void cache_evict_seen(struct cache_evict *ev, uint64_t id);
+bool cache_evict_admit(const struct cache_evict *ev, uint64_t id);
+
 /* Owner thread only. */
 bool cache_evict_contains(const struct cache_evict *ev, uint64_t id);
 size_t cache_evict_count(const struct cache_evict *ev);

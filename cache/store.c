@@ -20,12 +20,15 @@
  *   memory stays bounded; the object becomes visible in the transaction that writes its record, which
  *   is also the one that writes its last chunk and deletes the chunks of the version it replaces.
  *   Chunks of a fill that never commits are unreachable and are deleted at abort or at next open.
- * - Space: we account every object's pages ourselves (`used`). Before a batch, if used would pass the
- *   high-water mark, the writer evicts (SIEVE, cache/evict) down to the low-water mark in its own
- *   transaction, then commits a tiny "tick" transaction: LMDB reuses pages freed by transaction T only
- *   from T+2 on, so the batch that follows can use them. If MDB_MAP_FULL happens anyway (old readers
- *   pin freed pages, fragmentation), the batch is aborted and retried after evicting harder, then op by
- *   op; an op that still fails is dropped and counted, never fatal.
+ * - Space: the water marks compare the pages LMDB really holds (`real`, from mdb_stat); victims are
+ *   weighed by our per-object estimates (`used`). Before a batch, if its data and the leaf pages it
+ *   copies would pass the high-water mark, the writer evicts (SIEVE, cache/evict) down to the
+ *   low-water mark in small transactions, then commits a tiny "tick" transaction: LMDB reuses pages
+ *   freed by transaction T only from T+2 on, so the batch that follows can use them. If MDB_MAP_FULL
+ *   happens anyway (old readers pin freed pages), the batch is aborted and retried after evicting one
+ *   band more, then op by op; an op that still fails is dropped and counted, never fatal.
+ * - Admission: once the store is full, cache_store_admit lets the proxy skip storing responses for
+ *   keys asked for less lately than the last victim (cache/evict's sketch, fed by every lookup).
  * - In-memory side effects of a batch (eviction state, accounting, counters, fill backpressure) are
  *   applied only after its transaction committed, so a retried batch cannot apply them twice.
  * - Durability: MDB_NOSYNC during operation, durable commits only at open and close, and the `state`
@@ -68,6 +71,7 @@
 #define OPS_PER_BATCH   4096
 #define DELETES_PER_TXN 256
 #define EVICT_PER_TXN   256
+#define BATCH_COW_PAGES 32 /* branch pages, rightmost chunk leaves, freelist and info pages of a batch */
 
 /* Open() asks for a rebuild with this internal code (never returned to callers). */
 #define NEED_REBUILD 1
@@ -80,7 +84,7 @@ _Static_assert(CACHE_STORE_CHUNK_SIZE == 262128u, "FORMAT_STRING names the chunk
 struct store_counters {
     _Atomic uint64_t objects, bytes, lookups_hit, lookups_miss, fills_started, fills_committed, fills_aborted,
         fills_too_large, meta_updates, removes, evictions, evicted_bytes, write_errors, read_errors,
-        map_full_retries, orphan_chunks_removed;
+        map_full_retries, orphan_chunks_removed, not_admitted;
 };
 
 struct cache_store {
@@ -112,6 +116,7 @@ struct cache_store {
                                commit (mirrored in st.bytes); what the water marks compare */
     _Atomic uint64_t next_id;
     _Atomic long live_hits, live_fills;
+    _Atomic bool full; /* pages held near the low-water mark: new objects push others out */
     struct store_counters st;
 };
 
@@ -191,6 +196,9 @@ static void set_real(struct cache_store *s, uint64_t real)
 {
     s->real = real;
     atomic_store_explicit(&s->st.bytes, real, memory_order_relaxed);
+    /* Evictions stop near the low-water mark, a little under it when estimates were generous: full
+     * means within one band of it, so that admission does not switch off after every eviction. */
+    atomic_store_explicit(&s->full, real + (s->high - s->low) >= s->low, memory_order_relaxed);
 }
 
 /* Bytes of the pages the databases hold in txn (free pages excluded). Our per-object estimates cannot
@@ -564,12 +572,17 @@ static void enqueue(struct cache_store *s, struct op *op)
     uv_mutex_unlock(&s->mu);
 }
 
-static uint64_t op_bytes(const struct op *op)
+/* What an op weighs against batch_max: its bytes, and a page for each record it writes or deletes,
+ * as op_need counts (so that a batch of small objects does not copy thousands of leaf pages). */
+static uint64_t op_bytes(const struct cache_store *s, const struct op *op)
 {
-    return 64 + op->len + op->mlen + op->klen;
+    return 64 + op->len + op->mlen + op->klen + (op->kind == OP_CHUNK ? 0 : s->psize);
 }
 
-/* Upper bound of the map bytes an op adds, for making room before its batch. */
+/* Upper bound of the map bytes an op adds, for making room before its batch. Ops that write or
+ * delete a record also copy the leaf page it sits in (records are scattered by their hash, so each
+ * such op may copy a different leaf); chunks of new objects go to the rightmost leaf, counted once
+ * per batch in BATCH_COW_PAGES. */
 static uint64_t op_need(const struct cache_store *s, const struct op *op)
 {
     switch (op->kind) {
@@ -577,9 +590,11 @@ static uint64_t op_need(const struct cache_store *s, const struct op *op)
         return val_cost(s, CKEY_LEN, op->len);
     case OP_COMMIT:
         return (op->len > 0 ? val_cost(s, CKEY_LEN, op->len) : 0) +
-               val_cost(s, HKEY_LEN, REC_HDR + op->fill->klen + op->mlen);
+               val_cost(s, HKEY_LEN, REC_HDR + op->fill->klen + op->mlen) + s->psize;
     case OP_META:
-        return val_cost(s, HKEY_LEN, REC_HDR + op->klen + op->mlen);
+        return val_cost(s, HKEY_LEN, REC_HDR + op->klen + op->mlen) + s->psize;
+    case OP_REMOVE:
+        return s->psize;
     default:
         return 0;
     }
@@ -809,7 +824,8 @@ static void op_failed(struct cache_store *s, struct op *op, int rc)
 
 /*
  * Makes sure `need` more bytes fit under the high-water mark, evicting down to the low-water mark
- * minus need (minus a further eighth of the map per `level` when retrying after MDB_MAP_FULL).
+ * (lower when need is more than the band between the marks; a further band lower per `level`
+ * when retrying after MDB_MAP_FULL).
  * The marks apply to the pages really held (s->real); victims are counted by their estimated
  * cost, so the target is turned into estimate units by the ratio of the two.
  * Writer thread (or open(), before the writer starts).
@@ -818,8 +834,17 @@ static int make_room(struct cache_store *s, uint64_t need, int level)
 {
     if (level == 0 && s->real + need <= s->high)
         return 0;
-    uint64_t cut = need + (uint64_t)level * (s->map_size / 8);
-    uint64_t target = s->low > cut ? s->low - cut : 0;
+    /* Down to the low-water mark, or further if the batch needs more than the band between the marks
+     * (its leaf copies are freed again when it commits, so they are not taken below the low mark). */
+    uint64_t target = s->high > need ? s->high - need : 0;
+    if (target > s->low)
+        target = s->low;
+    /* MDB_MAP_FULL under the high mark means pages freed lately are still pinned by readers that
+     * started before: one band more per retry frees enough (a fixed share of the map would throw
+     * away a thousand objects for a few pinned pages). */
+    uint64_t band = s->high - s->low > s->map_size / 64 ? s->high - s->low : s->map_size / 64;
+    uint64_t cut = (uint64_t)level * band;
+    target = target > cut ? target - cut : 0;
     if (s->real <= target || cache_evict_count(s->ev) == 0)
         return 0;
     if (s->real > 0 && s->used > 0)
@@ -898,7 +923,7 @@ static int make_room(struct cache_store *s, uint64_t need, int level)
 
 static void run_batch(struct cache_store *s, struct op *ops)
 {
-    uint64_t need = 0;
+    uint64_t need = (uint64_t)BATCH_COW_PAGES * s->psize;
     for (struct op *op = ops; op != NULL; op = op->next)
         need += op_need(s, op);
     make_room(s, need, 0);
@@ -943,10 +968,10 @@ static void writer_main(void *arg)
         if (s->qhead == NULL)
             break;
         struct op *first = s->qhead, *last = first;
-        uint64_t bytes = op_bytes(first), n = 1;
-        while (last->next != NULL && n < OPS_PER_BATCH && bytes + op_bytes(last->next) <= s->batch_max) {
+        uint64_t bytes = op_bytes(s, first), n = 1;
+        while (last->next != NULL && n < OPS_PER_BATCH && bytes + op_bytes(s, last->next) <= s->batch_max) {
             last = last->next;
-            bytes += op_bytes(last);
+            bytes += op_bytes(s, last);
             n++;
         }
         s->qhead = last->next;
@@ -1594,6 +1619,39 @@ static int check_opts(const struct cache_store_opts *o, char **msg)
     return 0;
 }
 
+/* SIEVE with admission, sized for objects of 16 KiB on average (a guess: a sketch too small for the
+ * real count only lets more in, as plain SIEVE would). */
+static struct cache_evict *new_policy(const struct cache_store *s)
+{
+    struct cache_evict *ev = cache_evict_new();
+    cache_evict_admission(ev, (size_t)(s->map_size / (16 * 1024)));
+    return ev;
+}
+
+/*
+ * Water marks in bytes of pages really held. Given percentages are used as they are. By default the
+ * map keeps free two batches' worth or 3 % of it, whichever is more: room for the leaf pages a batch
+ * and its evictions copy, pages that open reads pin, and LMDB's free list (all checked per batch by
+ * make_room, so this is only the margin for what estimates miss). Eviction then frees 2 % of the map,
+ * at least a batch, at a time. A 128 MiB store holds objects up to about 97 % of its map, a 4 MiB one
+ * up to 87 %.
+ */
+static void set_marks(struct cache_store *s, const struct cache_store_opts *o)
+{
+    if (o->high_water_pct != 0 || o->low_water_pct != 0) {
+        s->high = o->size / 100 * (o->high_water_pct ? o->high_water_pct : 90);
+        s->low = o->size / 100 * (o->low_water_pct ? o->low_water_pct : 85);
+        return;
+    }
+    uint64_t keep = o->size / 100 * 3, band = o->size / 50;
+    if (keep < 2 * s->batch_max)
+        keep = 2 * s->batch_max;
+    if (band < s->batch_max)
+        band = s->batch_max;
+    s->high = o->size > keep ? o->size - keep : 0;
+    s->low = s->high > band ? s->high - band : 0;
+}
+
 int cache_store_open(const struct cache_store_opts *opts, struct cache_store **out, char **msg)
 {
     *out = NULL;
@@ -1608,19 +1666,16 @@ int cache_store_open(const struct cache_store_opts *opts, struct cache_store **o
     s->lock_fd = -1;
     s->map_size = opts->size;
     s->max_object_size = opts->max_object_size ? opts->max_object_size : opts->size / 8;
-    unsigned hi = opts->high_water_pct ? opts->high_water_pct : 90;
-    unsigned lo = opts->low_water_pct ? opts->low_water_pct : 85;
-    s->high = opts->size / 100 * hi;
-    s->low = opts->size / 100 * lo;
-    s->batch_max = opts->size / 16;
+    s->batch_max = opts->size / 64;
     if (s->batch_max < CACHE_STORE_CHUNK_SIZE)
         s->batch_max = CACHE_STORE_CHUNK_SIZE;
     if (s->batch_max > 16u * 1024 * 1024)
         s->batch_max = 16u * 1024 * 1024;
+    set_marks(s, opts);
     s->fill_high = opts->fill_inflight ? opts->fill_inflight : 1024 * 1024;
     s->fill_low = s->fill_high / 4;
     s->qtail = &s->qhead;
-    s->ev = cache_evict_new();
+    s->ev = new_policy(s);
     CDN_ASSERT(uv_mutex_init(&s->pool_mu) == 0 && uv_mutex_init(&s->mu) == 0);
     CDN_ASSERT(uv_cond_init(&s->work_cond) == 0 && uv_cond_init(&s->done_cond) == 0);
     read_boot_id(s, opts->boot_id);
@@ -1653,7 +1708,7 @@ int cache_store_open(const struct cache_store_opts *opts, struct cache_store **o
         free(why);
         why = NULL;
         cache_evict_free(&s->ev);
-        s->ev = cache_evict_new();
+        s->ev = new_policy(s);
         wipe_files(s);
         rc = env_load(s, &why, &warn);
         if (rc == NEED_REBUILD)
@@ -1746,6 +1801,7 @@ void cache_store_stats(struct cache_store *s, struct cache_store_stats *out)
         .read_errors = atomic_load_explicit(&c->read_errors, memory_order_relaxed),
         .map_full_retries = atomic_load_explicit(&c->map_full_retries, memory_order_relaxed),
         .orphan_chunks_removed = atomic_load_explicit(&c->orphan_chunks_removed, memory_order_relaxed),
+        .not_admitted = atomic_load_explicit(&c->not_admitted, memory_order_relaxed),
     };
     MDB_envinfo info;
     if (mdb_env_info(s->env, &info) == 0)
@@ -1782,6 +1838,7 @@ int cache_store_lookup(struct cache_store *s, const void *key, size_t klen, stru
         rc = MDB_NOTFOUND; /* another key with the same 64-bit hash */
     if (rc != 0) {
         txn_put(s, txn);
+        cache_evict_seen(s->ev, hkey_id(hk));
         st_add(&s->st.lookups_miss, 1);
         if (rc == MDB_NOTFOUND)
             return 0;
@@ -1803,6 +1860,7 @@ int cache_store_lookup(struct cache_store *s, const void *key, size_t klen, stru
     h->cidx = UINT64_MAX;
     atomic_fetch_add(&s->live_hits, 1);
     st_add(&s->st.lookups_hit, 1);
+    cache_evict_seen(s->ev, hkey_id(hk));
     cache_evict_hit(s->ev, hkey_id(hk));
     *hitp = h;
     return 0;
@@ -1880,6 +1938,20 @@ void cache_hit_release(struct cache_hit **hp)
 }
 
 /* ---- fills ---- */
+
+bool cache_store_admit(struct cache_store *s, const void *key, size_t klen)
+{
+    CDN_CHECK_OBJ(s, STORE_MAGIC);
+    if (!atomic_load_explicit(&s->full, memory_order_relaxed) || key == NULL || klen == 0 ||
+        klen > CACHE_STORE_KEY_MAX)
+        return true;
+    uint8_t hk[HKEY_LEN];
+    hash_key(s, key, klen, hk);
+    if (cache_evict_admit(s->ev, hkey_id(hk)))
+        return true;
+    st_add(&s->st.not_admitted, 1);
+    return false;
+}
 
 int cache_store_fill_begin(struct cache_store *s, const void *key, size_t klen, struct cache_fill **out)
 {

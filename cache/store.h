@@ -60,8 +60,8 @@ struct cache_store_opts {
     uint64_t size;            /* LMDB map size in bytes: the store never grows past it; >= 1 MiB */
     uint64_t max_object_size; /* bodies larger than this are refused; 0 = size / 8; at most size / 4 */
     uint64_t fill_inflight;   /* per fill: bytes queued to the writer before BUSY; 0 = 1 MiB */
-    unsigned high_water_pct;  /* start evicting above this share of size; 0 = 90 */
-    unsigned low_water_pct;   /* ... and evict down to this share; 0 = 85; must be < high_water_pct */
+    unsigned high_water_pct;  /* start evicting above this share of size (0: see set_marks, ~97 %) */
+    unsigned low_water_pct;   /* ... and evict down to this share; must be < high_water_pct */
     const char *boot_id;      /* tests only: pretend this is the boot id; NULL = ask the kernel */
 };
 
@@ -81,6 +81,7 @@ struct cache_store_stats {
     uint64_t read_errors;           /* damaged record or chunk met by a lookup or a body read */
     uint64_t map_full_retries;      /* MDB_MAP_FULL met by the writer and handled by evicting harder */
     uint64_t orphan_chunks_removed; /* at open: chunks of fills that never committed */
+    uint64_t not_admitted;          /* cache_store_admit said no */
     uint64_t queued_ops;            /* operations waiting for the writer right now */
 };
 
@@ -177,6 +178,14 @@ void cache_hit_release(struct cache_hit **hit);
  * commit does not affect that fill; a remove queued after it removes the new object.
  */
 int cache_store_fill_begin(struct cache_store *store, const void *key, size_t klen, struct cache_fill **fill);
+
+/*
+ * Whether a response for key, not in the store, is worth storing: always while the store has room;
+ * once it is full (near its low-water mark), only if key was looked up more often lately than the last
+ * object evicted (admission, cache/evict.h). Counted in not_admitted when it says no. Any thread,
+ * never blocks. Advisory: cache_store_fill_begin does not ask it.
+ */
+bool cache_store_admit(struct cache_store *store, const void *key, size_t klen);
 
 /*
  * Copies p[0..n) into the fill (the caller keeps p). Full chunks are queued to the writer at once, so

@@ -774,10 +774,17 @@ bool proxy_cache_response(struct cdn_session *s, const struct cdn_http_response 
     bool allowed = cache_policy_is_storable(s->method, strlen(s->method), &creq, &ri, &why);
     if (allowed && useless && why == NULL)
         why = "no-freshness";
-    bool store = is_method(s->method, "GET") && !s->pc.no_store && res->status != 304 && res->status != 206 &&
-                 !cookie && allowed && !useless && !ri.vary_unmatchable && storable_size(s, res) &&
-                 start_fill(s, req, res, &ri);
-    proxy_count(s, store ? CDN_STAT_cache_miss : CDN_STAT_cache_uncacheable);
+    bool storable = is_method(s->method, "GET") && !s->pc.no_store && res->status != 304 &&
+                    res->status != 206 && !cookie && allowed && !useless && !ri.vary_unmatchable &&
+                    storable_size(s, res);
+    /* A full store takes a new object only if it is asked for more than what it would evict (cache/evict
+     * admission); one it already holds (being revalidated) is replaced in any case. */
+    bool admitted = storable && (s->pc.revalidating ||
+                                 cache_store_admit(store_of(s), cdn_buf_data(&s->pc.key), s->pc.key.len));
+    bool store = admitted && start_fill(s, req, res, &ri);
+    if (storable && !admitted)
+        why = "not-admitted";
+    proxy_count(s, store || (storable && !admitted) ? CDN_STAT_cache_miss : CDN_STAT_cache_uncacheable);
     if (!store)
         lead_done(s, CDN_COLLAPSE_GO); /* the waiters fetch it themselves */
     struct cache_status cs = {.cache = s->gen->cache_name,

@@ -182,6 +182,7 @@ static void admin_collect(void *ctx, struct cdn_stats *sum, struct cdn_stats_ext
         cdn_stats_set(sum, CDN_STAT_cache_bytes, st.bytes);
         cdn_stats_set(sum, CDN_STAT_cache_capacity_bytes, st.map_size);
         cdn_stats_set(sum, CDN_STAT_cache_evictions, st.evictions);
+        cdn_stats_set(sum, CDN_STAT_cache_not_admitted, st.not_admitted);
         cdn_stats_set(sum, CDN_STAT_cache_store_errors, st.write_errors + st.read_errors);
     }
     extra->now = (int64_t)time(NULL);

@@ -130,9 +130,11 @@
     /* the cache store, reported by the store itself when the stats are rendered */                          \
     X(cache_objects, GAUGE, cache_objects, "", "Objects in the cache store")                                 \
     X(cache_bytes, GAUGE, cache_bytes, "",                                                                   \
-      "Bytes of the pages the cache store's databases hold (evicted down from 90 to 85 % of capacity)")      \
+      "Bytes of the pages the cache store's databases hold (kept under about 97 % of capacity)")             \
     X(cache_capacity_bytes, GAUGE, cache_capacity_bytes, "", "Configured size of the cache store")           \
     X(cache_evictions, COUNTER, cache_evictions, "", "Objects evicted from the cache store to make room")    \
+    X(cache_not_admitted, COUNTER, cache_not_admitted, "",                                                   \
+      "Misses not stored: the store was full and the object was asked for less lately than the last victim") \
     X(cache_store_errors, COUNTER, cache_store_errors, "",                                                   \
       "Cache store operations that failed (writes that failed for good, damaged records met when reading)")  \
     /* upstream (origin or parent) */                                                                        \

@@ -146,7 +146,9 @@ assert_eq "$(st "$eap" 'd["reloads_failed"]')" 0 "edge reloads failed"
 [ "$(st "$eap" 'd["reloads_ok"]')" -ge 50 ] || fail "edge reloads: $(st "$eap" 'd["reloads_ok"]')"
 
 # 4. a store far smaller than what goes through it (1 MiB, 40 objects of 100 KB): every response is
-#    served whole, the store evicts instead of failing, and stays within its size
+#    served whole, the store evicts instead of failing, and stays within its size; once it is full, an
+#    object asked for once is not admitted over objects asked for as often, and its second request
+#    stores it (cache/evict.h, admission)
 main_edge=$EDGE
 NODE_YAML=$'admin:\n  port: 0' cache_edge tiny "size: 1MiB" # sets EDGE to the tiny one
 tap=$(port_of tiny admin)
@@ -161,8 +163,18 @@ for ((i = 0; i < 30; i++)); do
 done
 [ "$(st "$tap" 'd["cache_evictions"]')" -gt 0 ] || fail "the tiny store evicted nothing"
 [ "$(st "$tap" 'd["cache_bytes"] <= d["cache_capacity_bytes"]')" = True ] || fail "the tiny store is over its size"
-FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=40"
-assert_match "$LAST_CS" ".*hit.*" "the newest object is still a hit"
+[ "$(st "$tap" 'd["cache_not_admitted"]')" -gt 0 ] || fail "a full store admitted every object asked for once"
+FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=41"
+assert_match "$LAST_CS" ".*fwd=uri-miss.*detail=not-admitted.*" "a new object asked for once, the store full"
+FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=41"
+assert_match "$LAST_CS" ".*fwd=uri-miss.*stored.*" "its second request"
+for ((i = 0; i < 30; i++)); do
+    FETCH_BASE=https://127.0.0.1:$(port_of tiny https) fetch "/bytes/100000?hdr=Cache-Control:max-age%3D600&t=41"
+    case $LAST_CS in *hit*) break ;; esac
+    sleep 0.1 # the writer commits in the background
+done
+assert_match "$LAST_CS" ".*hit.*" "its third request"
+assert_eq "$(stat -c %s "$T/body")" 100000 "the admitted object, served from the store"
 stop tiny
 EDGE=$main_edge
 

@@ -229,16 +229,20 @@ static void hitter_main(void *arg)
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
+        cache_evict_seen(h->ev, x % 5000);
         cache_evict_hit(h->ev, x % 5000);
+        (void)cache_evict_admit(h->ev, x % 5000);
         atomic_fetch_add_explicit(&h->calls, 1, memory_order_relaxed);
     }
 }
 
 START_TEST(hits_from_other_threads)
 {
-    /* The owner inserts, evicts, removes and grows the table while four threads hit at random; under
-     * ASan this checks that a racing hit never touches freed memory. */
+    /* The owner inserts, evicts, removes and grows the table while four threads hit at random (and
+     * count lookups in the admission sketch, which ages under them); under ASan this checks that a
+     * racing hit never touches freed memory. */
     struct cache_evict *ev = cache_evict_new();
+    cache_evict_admission(ev, 100);
     atomic_bool stop;
     atomic_init(&stop, false);
     struct hitter h[4];
@@ -286,6 +290,64 @@ START_TEST(hits_from_other_threads)
 }
 END_TEST
 
+START_TEST(admission_off_by_default)
+{
+    struct cache_evict *ev = with_ids(3);
+    for (int i = 0; i < 100; i++)
+        cache_evict_seen(ev, 1);
+    ck_assert_uint_eq(victim(ev), 1);
+    ck_assert(cache_evict_admit(ev, 42)); /* never seen, and still in: no admission without the sketch */
+    cache_evict_free(&ev);
+}
+END_TEST
+
+START_TEST(admission_prefers_frequent)
+{
+    /* Victims asked for 5 times each: a newcomer asked for once is refused, then admitted once it has
+     * been asked for more often than the last victim. Ties are refused. */
+    struct cache_evict *ev = cache_evict_new();
+    cache_evict_admission(ev, 100);
+    cache_evict_seen(ev, 999);
+    ck_assert(cache_evict_admit(ev, 999)); /* nothing evicted yet: anything asked for goes */
+    for (uint64_t id = 1; id <= 10; id++) {
+        ck_assert_int_eq(cache_evict_insert(ev, id, 1), 0);
+        for (int i = 0; i < 5; i++)
+            cache_evict_seen(ev, id);
+    }
+    ck_assert_uint_eq(victim(ev), 1);
+    cache_evict_seen(ev, 1000);
+    ck_assert(!cache_evict_admit(ev, 1000));
+    for (int i = 0; i < 4; i++)
+        cache_evict_seen(ev, 1000);
+    ck_assert(!cache_evict_admit(ev, 1000)); /* 5 against 5 */
+    cache_evict_seen(ev, 1000);
+    ck_assert(cache_evict_admit(ev, 1000));
+    cache_evict_free(&ev);
+}
+END_TEST
+
+START_TEST(admission_forgets)
+{
+    /* A victim asked for 200 times long ago does not keep newcomers out for ever: after a period of
+     * 10 * 1024 lookups every count is halved, and a newcomer asked for 120 times gets in. */
+    struct cache_evict *ev = cache_evict_new();
+    cache_evict_admission(ev, 100);
+    ck_assert_int_eq(cache_evict_insert(ev, 1, 1), 0);
+    for (int i = 0; i < 200; i++)
+        cache_evict_seen(ev, 1);
+    for (int i = 0; i < 120; i++)
+        cache_evict_seen(ev, 7);
+    for (uint64_t i = 0; i < 10 * 1024; i++)
+        cache_evict_seen(ev, 1000000 + i); /* once each: little noise in any counter */
+    ck_assert_uint_eq(victim(ev), 1);
+    for (int i = 0; i < 120; i++)
+        cache_evict_seen(ev, 8);
+    ck_assert(!cache_evict_admit(ev, 7)); /* halved to about 60, against about 100 */
+    ck_assert(cache_evict_admit(ev, 8));  /* 120 since the halving */
+    cache_evict_free(&ev);
+}
+END_TEST
+
 Suite *suite_evict(void)
 {
     Suite *s = suite_create("evict");
@@ -298,6 +360,9 @@ Suite *suite_evict(void)
     tcase_add_test(tc, remove_and_duplicates);
     tcase_add_test(tc, growth_and_churn);
     tcase_add_test(tc, scan_resistance);
+    tcase_add_test(tc, admission_off_by_default);
+    tcase_add_test(tc, admission_prefers_frequent);
+    tcase_add_test(tc, admission_forgets);
     tcase_add_test(tc, zipf_trace_sanity);
     tcase_add_test(tc, hits_from_other_threads);
     suite_add_tcase(s, tc);

@@ -594,6 +594,38 @@ START_TEST(eviction_under_small_map)
 }
 END_TEST
 
+START_TEST(admission_when_full)
+{
+    /* While the store has room every response is worth storing; once it is full, a key asked for once
+     * is refused over victims that were asked for once too, and admitted at its second lookup. */
+    struct cache_store_opts o = {.path = tmpdir, .size = 4 * MiB, .max_object_size = 1 * MiB};
+    struct cache_store *s = open_opts(&o, NULL);
+    ck_assert(present(s, "new") == false);
+    ck_assert(cache_store_admit(s, "new", 3)); /* empty store */
+    char key[32];
+    int n = 0;
+    while (stats(s).evictions == 0) {
+        snprintf(key, sizeof(key), "o-%d", n);
+        ck_assert(!present(s, key)); /* a miss, as the proxy would look it up first */
+        ck_assert(cache_store_admit(s, key, strlen(key)));
+        ck_assert_int_eq(put_object(s, key, (uint64_t)n, 100 * KiB, "m", 65536), 0);
+        cache_store_flush(s);
+        ck_assert(present(s, key)); /* each one asked for twice, as the victims will be */
+        n++;
+        ck_assert_int_lt(n, 100);
+    }
+    ck_assert(!present(s, "cold"));
+    ck_assert(!cache_store_admit(s, "cold", 4));
+    ck_assert_uint_eq(stats(s).not_admitted, 1);
+    ck_assert(!present(s, "cold"));
+    ck_assert(!cache_store_admit(s, "cold", 4)); /* 2 against 2 */
+    ck_assert(!present(s, "cold"));
+    ck_assert(cache_store_admit(s, "cold", 4));
+    ck_assert_uint_eq(stats(s).not_admitted, 2);
+    cache_store_close(&s);
+}
+END_TEST
+
 START_TEST(map_full_is_absorbed)
 {
     /* Aggressive water marks leave LMDB no headroom, and a long-lived reader pins freed pages: the
@@ -1090,6 +1122,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, small_objects_do_not_fill_the_map);
     tcase_add_test(tc, eviction_under_small_map);
     tcase_add_test(tc, map_full_is_absorbed);
+    tcase_add_test(tc, admission_when_full);
     tcase_add_test(tc, corrupt_file_is_rebuilt);
     tcase_add_test(tc, corrupt_meta_pages_are_rebuilt);
     tcase_add_test(tc, corrupt_tree_pages_are_rebuilt);
