@@ -928,6 +928,7 @@ mkdir -p "$(dirname "$OUT_MD")"
     echo "conns=$CONNS"
     echo "zipf=$ZIPF_N $ZIPF_ALPHA $ZIPF_SIZE $ZIPF_WARMUP"
     echo "edge_cache_mb=$EDGE_CACHE_MB"
+    echo "idle_workers=$NCPU"
     for s in $SYSTEMS limit; do echo "tls_$s=${TLS[$s]:-}"; done
     for l in "${LEFT_OUT[@]}"; do echo "left_out=$l"; done
     [ -z "${BENCH_NOTE:-}" ] || echo "note=$BENCH_NOTE"

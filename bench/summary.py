@@ -230,7 +230,7 @@ def summarize(meta_f, res_f, idle_f, zipf_f, out_f):
                 "same object capacity on the same Zipf distribution and request counts.\n\n")
         o.write("\n".join(table) + "\n\n")
         if itable:
-            o.write("(g) idle keep-alive TLS connections to the edge (%s workers):\n\n" % workers[-1])
+            o.write("(g) idle keep-alive TLS connections to the edge (%s workers):\n\n" % meta.get("idle_workers", workers[-1] if workers else "?"))
             o.write("\n".join(itable) + "\n\n")
         if meta.get("cdnstats"):
             o.write("cdn-node's cache counters (`/stats`) at the end of each worker count:\n\n")

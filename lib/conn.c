@@ -16,6 +16,7 @@
 
 #include "lib/conn.h"
 #include "lib/tls.h"
+#include "lib/trec.h"
 #include "lib/util.h"
 
 #define READ_CHUNK     (64u * 1024u)
@@ -25,6 +26,12 @@
 #define CORK_DIRECT    (16u * 1024u) /* corked TLS writes below this are gathered into one record */
 
 static _Thread_local char rx_cipher[READ_CHUNK];
+
+/* Apart from the conn: a server side never dials, and idle server connections are what add up. */
+struct cdn_conn_dial {
+    uv_connect_t creq;
+    uv_getaddrinfo_t gai;
+};
 static _Atomic uint64_t next_id = 1;
 
 /* ---- wbio: OpenSSL's output appended to c->out ---- */
@@ -80,11 +87,17 @@ static void conn_free(struct cdn_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     SSL_free(c->ssl); /* frees both BIOs */
+    if (c->trec != NULL)
+        SSL_CTX_free(c->accept_ctx); /* held since the takeover */
+    cdn_trec_free(&c->trec);
+    cdn_buf_dispose(&c->rx);
+    free(c->tls_sni);
     cdn_buf_dispose(&c->in);
     cdn_buf_dispose(&c->out);
     cdn_buf_dispose(&c->wbuf);
     cdn_buf_dispose(&c->plain);
     free(c->connect_host);
+    free(c->dial);
     c->magic = 0;
     free(c);
 }
@@ -105,7 +118,7 @@ void cdn_conn_close(struct cdn_conn *c)
         return;
     c->closing = 1;
     if (c->resolving)
-        uv_cancel((uv_req_t *)&c->gai);
+        uv_cancel((uv_req_t *)&c->dial->gai);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->kick, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -133,7 +146,10 @@ static struct cdn_conn *conn_new(uv_loop_t *loop, SSL_CTX *ctx, size_t in_cap, c
     cdn_buf_init(&c->out);
     cdn_buf_init(&c->wbuf);
     cdn_buf_init(&c->plain);
+    cdn_buf_init(&c->rx);
     if (ctx != NULL) {
+        c->tls = 1;
+        c->accept_ctx = ctx; /* the SSL holds it until a takeover */
         c->ssl = SSL_new(ctx);
         CDN_ASSERT(c->ssl != NULL);
         c->rbio = BIO_new(BIO_s_mem());
@@ -233,9 +249,20 @@ static void start_write(struct cdn_conn *c)
 }
 
 
+static void tls_takeover(struct cdn_conn *c);
+
 /* Encrypts plaintext into records (they land in c->out through wbio); the caller starts the write. */
 static void tls_write(struct cdn_conn *c, const char *s, size_t n)
 {
+    if (c->takeover)
+        tls_takeover(c);
+    if (c->trec != NULL) {
+        if (cdn_trec_seal(c->trec, s, n, &c->out) != 0)
+            snprintf(c->err, sizeof(c->err), "TLS record layer: cannot seal"); /* the read side reports */
+        return;
+    }
+    if (c->ssl == NULL || c->deferred_err != 0)
+        return; /* a failed takeover: the deferred error closes the connection */
     while (n > 0) {
         int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
         err_reset();
@@ -257,7 +284,7 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
     c->bytes_out += n;
     if (c->sink)
         return;
-    if (c->ssl == NULL) {
+    if (!c->tls) {
         cdn_buf_append(&c->out, p, n);
     } else if (!c->tls_done || (c->corked && n < CORK_DIRECT)) {
         /* before the handshake there is no record layer yet: queue until OPEN */
@@ -276,7 +303,7 @@ void cdn_conn_write(struct cdn_conn *c, const void *p, size_t n)
 void cdn_conn_write_direct(struct cdn_conn *c, const void *p, size_t n)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
-    if (c->ssl == NULL || !c->tls_done || c->sink || c->closing || c->ending || c->wshut || n == 0) {
+    if (!c->tls || !c->tls_done || c->sink || c->closing || c->ending || c->wshut || n == 0) {
         cdn_conn_write(c, p, n);
         return;
     }
@@ -322,6 +349,8 @@ void cdn_conn_uncork(struct cdn_conn *c)
 void cdn_conn_trim(struct cdn_conn *c)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->takeover)
+        tls_takeover(c); /* first: its probe passes through c->out */
     if (c->in.len == 0)
         cdn_buf_dispose(&c->in);
     if (c->plain.len == 0)
@@ -332,6 +361,11 @@ void cdn_conn_trim(struct cdn_conn *c)
         cdn_buf_dispose(&c->wbuf);
     else
         c->trim_wbuf = 1;
+    if (c->trec != NULL) {
+        if (c->rx.len == 0)
+            cdn_buf_dispose(&c->rx);
+        cdn_trec_trim(c->trec);
+    }
     if (c->ssl != NULL && c->tls_done)
         SSL_free_buffers(c->ssl); /* the record buffers, if empty; the next record allocates again */
     /* a memory BIO keeps the largest buffer it ever held: a fresh one costs nothing while idle */
@@ -387,7 +421,7 @@ static void sock_read_off(struct cdn_conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct cdn_conn *c = h->data;
-    if (c->ssl != NULL || c->ending) {
+    if (c->tls || c->ending) {
         *buf = uv_buf_init(rx_cipher, sizeof(rx_cipher));
         return;
     }
@@ -403,8 +437,37 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 /* Decrypts buffered records into c->in until it is full or OpenSSL needs more input.
  * Returns 1 if plaintext was added, 0 if not, or a negative error (EOF is reported via *eof). */
+static int trec_pump(struct cdn_conn *c, bool *eof)
+{
+    int added = 0;
+    while (c->in.len < c->in_cap) {
+        int k =
+            cdn_trec_open(c->trec, &c->rx, &c->in, c->in_cap - c->in.len, &c->out, c->err, sizeof(c->err));
+        if (k == CDN_TREC_EOF) {
+            *eof = true;
+            break;
+        }
+        if (k < 0) {
+            start_write(c); /* the alert */
+            return CDN_ETLS;
+        }
+        if (k == 0)
+            break;
+        c->bytes_in += (size_t)k;
+        added = 1;
+    }
+    start_write(c); /* a KeyUpdate answer */
+    return added;
+}
+
 static int tls_pump(struct cdn_conn *c, bool *eof)
 {
+    if (c->takeover)
+        tls_takeover(c);
+    if (c->trec != NULL)
+        return trec_pump(c, eof);
+    if (c->ssl == NULL || c->deferred_err != 0)
+        return CDN_ETLS; /* a failed takeover */
     int added = 0;
     while (c->in.len < c->in_cap) {
         size_t room = c->in_cap - c->in.len;
@@ -451,6 +514,10 @@ static void deliver_eof(struct cdn_conn *c, int status)
 /* Ciphertext or decrypted records still buffered inside the TLS layer. */
 static bool tls_has_pending(const struct cdn_conn *c)
 {
+    if (c->trec != NULL) { /* a part of a record is not pending: OpenSSL too takes it in and waits */
+        const unsigned char *p = (const unsigned char *)cdn_buf_data(&c->rx);
+        return cdn_trec_pending(c->trec) || (c->rx.len >= 5 && c->rx.len >= 5 + ((size_t)p[3] << 8 | p[4]));
+    }
     return c->ssl != NULL && c->tls_done && (BIO_ctrl_pending(c->rbio) > 0 || SSL_pending(c->ssl) > 0);
 }
 
@@ -459,7 +526,7 @@ static bool tls_has_pending(const struct cdn_conn *c)
 static void deliver(struct cdn_conn *c)
 {
     for (;;) {
-        if (c->ssl != NULL && c->tls_done && !c->tls_eof) {
+        if (c->tls && c->tls_done && !c->tls_eof) {
             bool eof = false;
             int rc = tls_pump(c, &eof);
             if (rc < 0) {
@@ -482,7 +549,7 @@ static void deliver(struct cdn_conn *c)
     if (c->tls_eof)
         deliver_eof(c, 0);
     else if (c->sock_eof && !tls_has_pending(c))
-        deliver_eof(c, c->ssl != NULL ? CDN_ECLOSED : 0); /* TLS without close_notify: a truncation */
+        deliver_eof(c, c->tls ? CDN_ECLOSED : 0); /* TLS without close_notify: a truncation */
 }
 
 static void tls_on_cipher(struct cdn_conn *c, const char *p, size_t n)
@@ -531,7 +598,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             cdn_conn_close(c);
         return;
     }
-    if (!c->reading && (c->ssl == NULL || c->tls_done)) { /* paused lazily: keep what came, stop */
+    if (!c->reading && (!c->tls || c->tls_done)) { /* paused lazily: keep what came, stop */
         sock_read_off(c);
         if (nread == UV_ENOBUFS)
             return; /* c->in is full: the owner consumes before it reads again */
@@ -539,9 +606,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             c->sock_eof = 1;
         else if (nread < 0)
             c->paused_err = (int)nread;
+        else if (c->trec != NULL)
+            cdn_buf_append(&c->rx, buf->base, (size_t)nread);
         else if (c->ssl != NULL && BIO_write(c->rbio, buf->base, (int)nread) != (int)nread)
             c->paused_err = CDN_ENOMEM;
-        else if (c->ssl == NULL) {
+        else if (!c->tls) {
             cdn_buf_commit(&c->in, (size_t)nread);
             c->bytes_in += (size_t)nread;
         }
@@ -564,8 +633,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         emit(c, CDN_CONN_EV_ERROR, (int)nread);
         return;
     }
+    if (c->trec != NULL) {
+        cdn_buf_append(&c->rx, buf->base, (size_t)nread);
+        deliver(c);
+        return;
+    }
     if (c->ssl != NULL) {
         tls_on_cipher(c, buf->base, (size_t)nread);
+        return;
+    }
+    if (c->tls) { /* a failed takeover: its deferred error comes */
+        sock_read_off(c);
         return;
     }
     cdn_buf_commit(&c->in, (size_t)nread);
@@ -711,7 +789,9 @@ void cdn_conn_end(struct cdn_conn *c)
         tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
         cdn_buf_consume(&c->plain, c->plain.len);
     }
-    if (c->ssl != NULL && c->tls_done) {
+    if (c->trec != NULL)
+        cdn_trec_close_notify(c->trec, &c->out);
+    else if (c->ssl != NULL && c->tls_done) {
         ERR_clear_error();
         SSL_shutdown(c->ssl);
         ERR_clear_error();
@@ -759,7 +839,9 @@ void cdn_conn_shutdown(struct cdn_conn *c)
         tls_write(c, cdn_buf_data(&c->plain), c->plain.len);
         cdn_buf_consume(&c->plain, c->plain.len);
     }
-    if (c->ssl != NULL && c->tls_done) {
+    if (c->trec != NULL) {
+        cdn_trec_close_notify(c->trec, &c->out); /* the peer may go on sending (TLS 1.3 half-close) */
+    } else if (c->ssl != NULL && c->tls_done) {
         ERR_clear_error();
         SSL_shutdown(c->ssl); /* close_notify only: the peer may go on sending (TLS 1.3 half-close) */
         ERR_clear_error();
@@ -851,8 +933,8 @@ static void connect_addr(struct cdn_conn *c, const struct sockaddr *sa)
     else
         uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof(ip));
     snprintf(c->peer, sizeof(c->peer), sa->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, c->connect_port);
-    c->creq.data = c;
-    int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    c->dial->creq.data = c;
+    int rc = uv_tcp_connect(&c->dial->creq, &c->tcp, sa, on_connect);
     if (rc < 0) {
         snprintf(c->err, sizeof(c->err), "connect to %s: %s", c->peer, uv_strerror(rc));
         defer_error(c, rc);
@@ -892,6 +974,7 @@ struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t po
 {
     struct cdn_conn *c = conn_new(loop, ctx, in_cap, cb, data);
     c->is_client = 1;
+    c->dial = cdn_xcalloc(1, sizeof(*c->dial));
     c->connect_host = cdn_xstrdup(host);
     c->connect_port = port;
     snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
@@ -913,8 +996,8 @@ struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t po
         connect_addr(c, (struct sockaddr *)&a6);
     } else {
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        c->gai.data = c;
-        int rc = uv_getaddrinfo(loop, &c->gai, on_resolved, host, NULL, &hints);
+        c->dial->gai.data = c;
+        int rc = uv_getaddrinfo(loop, &c->dial->gai, on_resolved, host, NULL, &hints);
         if (rc < 0) {
             snprintf(c->err, sizeof(c->err), "resolve %s: %s", host, uv_strerror(rc));
             defer_error(c, rc);
@@ -941,10 +1024,111 @@ struct cdn_conn *cdn_conn_sink(uv_loop_t *loop, cdn_conn_cb *cb, void *data)
 
 const char *cdn_conn_tls_version(const struct cdn_conn *c)
 {
+    if (c->trec != NULL)
+        return "TLSv1.3";
     return c->ssl != NULL && c->tls_done ? SSL_get_version(c->ssl) : NULL;
 }
 
 const char *cdn_conn_sni(const struct cdn_conn *c)
 {
+    if (c->trec != NULL)
+        return c->tls_sni;
     return c->ssl != NULL ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+void cdn_conn_allow_takeover(struct cdn_conn *c)
+{
+    CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
+    if (c->ssl != NULL && c->tls_done && !c->is_client && SSL_version(c->ssl) == TLS1_3_VERSION)
+        c->takeover = 1;
+}
+
+/* ---- TLS 1.3 takeover (see cdn_conn_allow_takeover) ---- */
+
+enum { PROBE_LEN = 5 + 1 + 1 + 16 }; /* header, 'x', inner content type, tag */
+
+/* Which sequence number OpenSSL's next record would carry: after its Finished it sent 0, 1 or more
+ * session tickets, and it does not say how many. So it seals a one-byte probe that is never sent,
+ * and the probe opened with the server's own secret tells; our first record takes its number. */
+static bool probe_seq(struct cdn_conn *c, uint16_t suite, const uint8_t *cs, const uint8_t *ss, size_t len,
+                      uint64_t *seq)
+{
+    size_t mark = c->out.len;
+    err_reset();
+    if (SSL_write(c->ssl, "x", 1) != 1 || c->out.len - mark < PROBE_LEN)
+        return false;
+    const char *p = cdn_buf_data(&c->out) + c->out.len - PROBE_LEN; /* the last record appended */
+    bool found = false;
+    if (memcmp(p, "\x17\x03\x03\x00\x12", 5) == 0) {
+        struct cdn_buf in, plain, junk;
+        cdn_buf_init(&in);
+        cdn_buf_init(&plain);
+        cdn_buf_init(&junk);
+        uint64_t first = (uint64_t)SSL_get_num_tickets(c->ssl);
+        for (uint64_t i = 0; i <= 16 && !found; i++) {
+            uint64_t k = i == 0 ? first : i - 1; /* the number of tickets first: nearly always right */
+            struct cdn_trec *t = cdn_trec_new(suite, ss, cs, len, k, 0);
+            if (t == NULL)
+                break;
+            cdn_buf_reset(&in);
+            cdn_buf_reset(&plain);
+            cdn_buf_append(&in, p, PROBE_LEN);
+            found = cdn_trec_open(t, &in, &plain, 16, &junk, NULL, 0) == 1 && cdn_buf_data(&plain)[0] == 'x';
+            cdn_trec_free(&t);
+            if (found)
+                *seq = k;
+        }
+        cdn_buf_dispose(&in);
+        cdn_buf_dispose(&plain);
+        cdn_buf_dispose(&junk);
+    }
+    c->out.len -= PROBE_LEN;
+    return found;
+}
+
+static void tls_takeover(struct cdn_conn *c)
+{
+    c->takeover = 0;
+    SSL *ssl = c->ssl;
+    if (ssl == NULL || !c->tls_done || c->tls_eof || c->closing || c->ending || SSL_pending(ssl) > 0 ||
+        SSL_has_pending(ssl))
+        return;
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    uint16_t suite = cipher != NULL ? SSL_CIPHER_get_protocol_id(cipher) : 0;
+    uint8_t cs[EVP_MAX_MD_SIZE], ss[EVP_MAX_MD_SIZE];
+    size_t len = 0;
+    if (cdn_tls_take_secrets(ssl, cs, ss, &len) != 0)
+        return;
+    struct cdn_trec *rec = cdn_trec_new(suite, cs, ss, len, 0, 0);
+    uint64_t wseq = 0;
+    if (rec != NULL && !probe_seq(c, suite, cs, ss, len, &wseq)) {
+        /* OpenSSL's sequence number moved past a record nobody will see: this connection is lost */
+        cdn_trec_free(&rec);
+        snprintf(c->err, sizeof(c->err), "TLS record layer takeover failed");
+        defer_error(c, CDN_ETLS);
+        OPENSSL_cleanse(cs, sizeof(cs));
+        OPENSSL_cleanse(ss, sizeof(ss));
+        return;
+    }
+    if (rec != NULL) {
+        cdn_trec_free(&rec);
+        rec = cdn_trec_new(suite, cs, ss, len, 0, wseq); /* read: nothing was read since the handshake */
+    }
+    OPENSSL_cleanse(cs, sizeof(cs));
+    OPENSSL_cleanse(ss, sizeof(ss));
+    if (rec == NULL)
+        return;                           /* a suite lib/trec does not know: OpenSSL stays */
+    size_t n = BIO_ctrl_pending(c->rbio); /* ciphertext OpenSSL has not read */
+    if (n > 0) {
+        int k = BIO_read(c->rbio, cdn_buf_reserve(&c->rx, n), (int)n);
+        if (k > 0)
+            cdn_buf_commit(&c->rx, (size_t)k);
+    }
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    c->tls_sni = sni != NULL ? cdn_xstrdup(sni) : NULL;
+    SSL_CTX_up_ref(c->accept_ctx);
+    SSL_free(ssl);
+    c->ssl = NULL;
+    c->rbio = c->wbio = NULL;
+    c->trec = rec;
 }

@@ -41,24 +41,29 @@ struct cdn_conn {
     uv_timer_t timer; /* owner's deadline; also the linger cap while ending */
     uv_timer_t kick;  /* zero-delay: delivers READ for buffered data after read_start */
     uv_write_t wreq;
-    uv_connect_t creq;
     uv_shutdown_t sreq;
-    uv_getaddrinfo_t gai;
+    struct cdn_conn_dial *dial; /* client side only: the connect and resolve requests */
     unsigned open_handles;
     unsigned trim_wbuf : 1; /* free wbuf when the write in flight completes (cdn_conn_trim) */
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
         want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1,
         wshut : 1,
-        uv_rd : 1; /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
+        uv_rd : 1,    /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
+        tls : 1,      /* a TLS connection (OpenSSL's record layer, or trec after the takeover) */
+        takeover : 1; /* the owner allowed cdn_conn_allow_takeover; cleared once tried */
     int deferred_err;
     uint64_t deadline, timer_due; /* cdn_conn_set_timeout: when it expires (0: none), when c->timer fires */
     int paused_err;               /* a socket error met while paused, reported once reading resumes */
-    SSL *ssl;                     /* NULL for plain TCP */
+    SSL *ssl;                     /* NULL for plain TCP, and after the takeover */
     BIO *rbio, *wbio;
-    struct cdn_buf in;    /* plaintext received, owner consumes */
-    struct cdn_buf out;   /* bytes queued behind the write in flight */
-    struct cdn_buf wbuf;  /* bytes of the write in flight */
-    struct cdn_buf plain; /* TLS plaintext gathered while corked */
+    struct cdn_trec *trec; /* TLS 1.3 record layer after the takeover (lib/trec) */
+    struct cdn_buf rx;     /* trec: ciphertext received, not yet opened */
+    SSL_CTX *accept_ctx;   /* server: the listener's context (held once the SSL is freed) */
+    char *tls_sni;         /* trec: the server name the client sent, or NULL */
+    struct cdn_buf in;     /* plaintext received, owner consumes */
+    struct cdn_buf out;    /* bytes queued behind the write in flight */
+    struct cdn_buf wbuf;   /* bytes of the write in flight */
+    struct cdn_buf plain;  /* TLS plaintext gathered while corked */
     unsigned corked;
     size_t in_cap; /* c->in never grows past this; owner must consume or stop reading */
     cdn_conn_cb *cb;
@@ -123,5 +128,16 @@ void cdn_conn_close_all(void);
 /* TLS details for logs (NULL when plain or not negotiated). */
 const char *cdn_conn_tls_version(const struct cdn_conn *c);
 const char *cdn_conn_sni(const struct cdn_conn *c);
+
+/*
+ * Server side, from the OPEN event, when the owner will not need c->ssl again (no client
+ * certificate to report, no log-only verdict): at the first read, write or trim that follows, a TLS
+ * 1.3 connection moves its application data to our own record layer (lib/trec) and frees OpenSSL's
+ * state, about 14 KiB of the 16 an idle connection would keep. c->ssl is NULL from then on;
+ * cdn_conn_tls_version and cdn_conn_sni keep answering, and the listener's SSL_CTX stays alive as
+ * long as the conn (owners may hold pointers into its ex_data, such as the SNI rule). TLS 1.2, a
+ * cipher suite lib/trec does not know, or secrets that were not captured leave OpenSSL in charge.
+ */
+void cdn_conn_allow_takeover(struct cdn_conn *c);
 
 #endif

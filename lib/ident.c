@@ -182,6 +182,12 @@ static void append_chain(SSL *ssl, X509 *leaf, struct cdn_buf *b)
     sk_X509_pop_free(owned, X509_free);
 }
 
+void cdn_ident_append_none(const struct cdn_conf_identity *id, struct cdn_buf *b)
+{
+    if (id->headers)
+        append_header(b, id->status_header, "NONE");
+}
+
 void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_buf *b)
 {
     if (ssl == NULL)

@@ -41,6 +41,9 @@ const char *cdn_ident_status(SSL *ssl, char *buf, size_t n);
 /* Appends to b (an upstream request head) the identity headers of the downstream ssl (NULL: plain,
  * nothing is added) as id asks. Client-Cert itself is lib/proxy.c's (always added when verified). */
 void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_buf *b);
+/* What cdn_ident_append adds for a TLS connection that sent no certificate and had no log-only
+ * verdict (its SSL may be gone: lib/conn takeover): the status header, NONE, when headers are on. */
+void cdn_ident_append_none(const struct cdn_conf_identity *id, struct cdn_buf *b);
 
 /* At the end of a successful handshake: when a log_only rule let a refusal through, counts it
  * (client_certs_log_only) and writes the failure line marked log_only. Returns whether it did. */

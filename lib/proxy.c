@@ -132,6 +132,7 @@ static void session_free(struct cdn_session *s)
         s->next->prev = s->prev;
     reset_request(s);
     cdn_gen_unref(&s->gen);
+    free(s->pp.order);
     free(s->client_subject);
     free(s->client_fp);
     struct cdn_worker *w = s->w;
@@ -257,8 +258,9 @@ static void log_access(struct cdn_session *s)
     v[CDN_ALOG_user_agent] = s->user_agent;
     v[CDN_ALOG_referer] = s->referer;
     char cert[64];
-    v[CDN_ALOG_client_cert_status] =
-        s->down->ssl != NULL ? cdn_ident_status(s->down->ssl, cert, sizeof(cert)) : NULL;
+    v[CDN_ALOG_client_cert_status] = s->down->ssl != NULL ? cdn_ident_status(s->down->ssl, cert, sizeof(cert))
+                                     : s->down->tls ? "NONE" /* taken over: no certificate, no verdict */
+                                                    : NULL;
     struct cdn_buf line;
     cdn_buf_init(&line);
     cdn_alog_render(s->gen->alog, v, len, &line);
@@ -392,7 +394,10 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     }
     proxy_append_via(b, req->headers, req->num_headers, req->minor_version, s->gen->via);
     append_client_cert(s, b);
-    cdn_ident_append(&proxy_conf(s)->identity, s->down->ssl, b);
+    if (s->down->ssl != NULL)
+        cdn_ident_append(&proxy_conf(s)->identity, s->down->ssl, b);
+    else if (s->down->tls)
+        cdn_ident_append_none(&proxy_conf(s)->identity, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
         cdn_buf_append(b, cdn_buf_data(&s->pc.validators), s->pc.validators.len);
     if (req->body_kind == CDN_HTTP_BODY_LENGTH) {
@@ -539,6 +544,8 @@ static void plan_parents(struct cdn_session *s)
     pp->pos = pp->attempts = 0;
     pp->cur = SIZE_MAX;
     pp->probe = pp->direct = false;
+    if (pp->order == NULL)
+        pp->order = cdn_xmalloc(CDN_CONF_MAX_PARENTS * sizeof(*pp->order));
     if (s->pc.key.len > 0) {
         pp->n = cdn_ugroup_order(pp->group, cdn_buf_data(&s->pc.key), s->pc.key.len, pp->order,
                                  CDN_CONF_MAX_PARENTS);
@@ -594,9 +601,13 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
         return;
     }
     /* Host != SNI: a Host whose SNI rule asks more than the connection was verified under */
-    if (s->lis->sni != NULL && s->down->ssl != NULL &&
-        cdn_sni_check_host(s->lis->sni, s->down->ssl, req->host, req->host_len,
-                           (unsigned long long)s->down->id, s->down->peer) == 421) {
+    if (s->lis->sni != NULL && s->down->tls &&
+        (s->down->ssl != NULL
+             ? cdn_sni_check_host(s->lis->sni, s->down->ssl, req->host, req->host_len,
+                                  (unsigned long long)s->down->id, s->down->peer)
+             : cdn_sni_check_host_policy(s->lis->sni, s->down_policy, false, false, cdn_conn_sni(s->down),
+                                         req->host, req->host_len, (unsigned long long)s->down->id,
+                                         s->down->peer)) == 421) {
         cdn_buf_consume(&s->down->in, head_len);
         proxy_send_error(s, 421, true);
         return;
@@ -1130,8 +1141,19 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
             cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
+        /* Nothing below needs the SSL object again when no certificate came and no log-only rule
+         * let a failure through: lib/conn may free it (about 14 KiB a connection). */
+        if (c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) == NULL &&
+            cdn_ident_log_only_reason(c->ssl) == CDN_STAT__SLOTS) {
+            s->down_policy = cdn_sni_of(c->ssl);
+            cdn_conn_allow_takeover(c);
+        }
         return;
     case CDN_CONN_EV_READ:
+        if (c->trec != NULL && !s->takeover_counted) {
+            s->takeover_counted = true;
+            cdn_stats_inc(&s->w->stats, CDN_STAT_tls_takeovers);
+        }
         if (s->state == ST_IDLE || s->state == ST_HEAD)
             process_request_bytes(s);
         else if (!s->req_done && s->up != NULL && s->state != ST_CONNECT)
@@ -1282,6 +1304,8 @@ size_t cdn_proxy_trim_idle(struct cdn_worker *w, uint64_t idle_ms)
     for (struct cdn_session *s = w->sessions; s != NULL; s = s->next) {
         if (s->state == ST_IDLE && !s->down->sink && s->t_idle != 0 && now - s->t_idle >= idle_ms) {
             cdn_conn_trim(s->down);
+            free(s->pp.order);
+            s->pp.order = NULL;
             s->t_idle = 0; /* trimmed; the next exchange sets it again */
             n++;
         }

@@ -64,12 +64,13 @@ struct proxy_tunnel {
 /* Parent selection for a rule with "@group=NAME" (lib/ugroup.h); zero/NULL group = not used. */
 struct proxy_parents {
     struct cdn_ugroup *group;
-    size_t order[CDN_CONF_MAX_PARENTS]; /* the request's parents, in the order they are tried */
-    size_t n, pos;                      /* pos: the next one to consider */
-    size_t cur;                         /* the parent of the current attempt; SIZE_MAX = none */
-    bool probe;                         /* the current attempt is cur's half-open probe (unreported) */
-    bool direct;                        /* go_direct: the current attempt goes to the remap target */
-    unsigned attempts;                  /* parents tried for this request */
+    size_t *order;     /* the request's parents, in the order they are tried (CDN_CONF_MAX_PARENTS; made by
+                          plan_parents, freed when the session idles: 512 bytes an idle connection would keep) */
+    size_t n, pos;     /* pos: the next one to consider */
+    size_t cur;        /* the parent of the current attempt; SIZE_MAX = none */
+    bool probe;        /* the current attempt is cur's half-open probe (unreported) */
+    bool direct;       /* go_direct: the current attempt goes to the remap target */
+    unsigned attempts; /* parents tried for this request */
 };
 
 #define SESSION_MAGIC 0x73657373u
@@ -141,10 +142,12 @@ struct cdn_session {
     uint64_t resp_bytes;
 
     /* for the access log */
-    const char *cache_result;         /* the request's cache outcome ("hit", "miss"...); NULL = none */
-    char *user_agent, *referer;       /* copied from the request head when the format uses them */
-    bool client_id_done;              /* client_subject and client_fp were looked up */
-    char *client_subject, *client_fp; /* of the connection's client certificate; NULL = none */
+    const char *cache_result;   /* the request's cache outcome ("hit", "miss"...); NULL = none */
+    char *user_agent, *referer; /* copied from the request head when the format uses them */
+    bool client_id_done;        /* client_subject and client_fp were looked up */
+    bool takeover_counted;      /* the connection's TLS takeover is in tls_takeovers */
+    const struct cdn_sni_policy *down_policy; /* the client connection's SNI rule, kept from its handshake */
+    char *client_subject, *client_fp;         /* of the connection's client certificate; NULL = none */
 };
 
 

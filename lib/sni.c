@@ -213,16 +213,23 @@ const struct cdn_sni_policy *cdn_sni_of(const SSL *ssl)
 int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size_t host_len,
                        unsigned long long conn_id, const char *peer)
 {
-    const struct cdn_sni_policy *conn = cdn_sni_of(ssl);
+    bool cert = SSL_get0_peer_certificate(ssl) != NULL;
+    return cdn_sni_check_host_policy(t, cdn_sni_of(ssl), cert && SSL_get_verify_result(ssl) == X509_V_OK,
+                                     cert, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name), host, host_len,
+                                     conn_id, peer);
+}
+
+int cdn_sni_check_host_policy(const struct cdn_sni *t, const struct cdn_sni_policy *conn, bool verified,
+                              bool cert, const char *sni, const char *host, size_t host_len,
+                              unsigned long long conn_id, const char *peer)
+{
     if (t == NULL || conn == NULL || host == NULL)
         return 0;
     size_t nlen;
     const char *name = cdn_sni_host_name(host, host_len, &nlen);
     const struct cdn_sni_policy *hp = cdn_sni_match(t, name, nlen);
-    bool verified = SSL_get0_peer_certificate(ssl) != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
     if (nlen == 0 || cdn_sni_policy_covers(conn, verified, hp))
         return 0;
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char cb[300], hb[300];
     bool enforce = t->host_sni_policy == CDN_HOST_SNI_ENFORCE;
     cdn_log(
@@ -231,8 +238,7 @@ int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size
         "connection's (verify_client=%s%s): %s",
         conn_id, peer != NULL ? peer : "-", sni != NULL ? sni : "-", cdn_sni_rule_name(conn, cb, sizeof(cb)),
         (int)(nlen > 255 ? 255 : nlen), name, cdn_sni_rule_name(hp, hb, sizeof(hb)), level_name(hp->level),
-        level_name(conn->level),
-        SSL_get0_peer_certificate(ssl) != NULL ? ", certificate sent" : ", no certificate",
+        level_name(conn->level), cert ? ", certificate sent" : ", no certificate",
         enforce ? "421 Misdirected Request" : "allowed (host_sni_policy: permissive)");
     return enforce ? 421 : 0;
 }

@@ -77,5 +77,10 @@ const char *cdn_sni_rule_name(const struct cdn_sni_policy *p, char *buf, size_t 
  * connection was not verified under (host_sni_policy enforce; permissive only logs). Logs a refusal. */
 int cdn_sni_check_host(const struct cdn_sni *t, SSL *ssl, const char *host, size_t host_len,
                        unsigned long long conn_id, const char *peer);
+/* The same from what the handshake left: the connection's policy (cdn_sni_of), whether a certificate
+ * was sent and verified, and the SNI (for connections whose SSL was freed, lib/conn takeover). */
+int cdn_sni_check_host_policy(const struct cdn_sni *t, const struct cdn_sni_policy *conn, bool verified,
+                              bool cert, const char *sni, const char *host, size_t host_len,
+                              unsigned long long conn_id, const char *peer);
 
 #endif

@@ -93,6 +93,9 @@
     X(connections_active, GAUGE, connections_active, "", "Connections open on data listeners now")           \
     /* TLS on data listeners */                                                                              \
     X(tls_handshakes, COUNTER, tls_handshakes, "", "TLS handshakes completed on data listeners")             \
+    X(tls_takeovers, COUNTER, tls_takeovers, "",                                                             \
+      "Client TLS 1.3 connections moved to cdn-node's own record layer after the handshake, OpenSSL's "      \
+      "state freed (counted at their first request)")                                                        \
     X(tls_failed_no_certificate, COUNTER, tls_handshake_failures, "reason=\"no_certificate\"",               \
       CDN_STATS_H_TLS_FAIL)                                                                                  \
     X(tls_failed_unknown_ca, COUNTER, tls_handshake_failures, "reason=\"unknown_ca\"", CDN_STATS_H_TLS_FAIL) \

@@ -111,6 +111,92 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK; /* no ALPN match: carry on without it, HTTP/1.1 is implied */
 }
 
+/* ---- TLS 1.3 traffic secrets, for lib/conn's record layer (lib/trec) ---- */
+
+struct tls_secrets {
+    uint8_t client[EVP_MAX_MD_SIZE], server[EVP_MAX_MD_SIZE];
+    unsigned client_len, server_len;
+};
+
+static int secrets_index = -1;
+static pthread_once_t secrets_once = PTHREAD_ONCE_INIT;
+
+static void secrets_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    if (ptr != NULL)
+        OPENSSL_cleanse(ptr, sizeof(struct tls_secrets));
+    free(ptr);
+}
+
+static void secrets_index_init(void)
+{
+    secrets_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, secrets_ex_free);
+}
+
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/*
+ * OpenSSL hands out secrets only through the key-log callback (the NSS key log format). We keep the
+ * two application traffic secrets in the connection's memory, as OpenSSL itself does, until lib/conn
+ * takes them (or the SSL is freed, which wipes them); nothing is ever written anywhere.
+ */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    static const char cl[] = "CLIENT_TRAFFIC_SECRET_0 ", sl[] = "SERVER_TRAFFIC_SECRET_0 ";
+    bool client = strncmp(line, cl, sizeof(cl) - 1) == 0;
+    if (!client && strncmp(line, sl, sizeof(sl) - 1) != 0)
+        return;
+    const char *p = strchr(line + sizeof(cl) - 1, ' '); /* past the client random */
+    if (p == NULL)
+        return;
+    p++;
+    size_t hl = strlen(p);
+    if (hl == 0 || hl % 2 != 0 || hl / 2 > EVP_MAX_MD_SIZE)
+        return;
+    struct tls_secrets *t = SSL_get_ex_data(ssl, secrets_index);
+    if (t == NULL) {
+        t = cdn_xcalloc(1, sizeof(*t));
+        if (SSL_set_ex_data((SSL *)ssl, secrets_index, t) != 1) {
+            free(t);
+            return;
+        }
+    }
+    uint8_t *dst = client ? t->client : t->server;
+    for (size_t i = 0; i < hl / 2; i++) {
+        int hi = hex_value(p[2 * i]), lo = hex_value(p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return;
+        dst[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *(client ? &t->client_len : &t->server_len) = (unsigned)(hl / 2);
+}
+
+int cdn_tls_take_secrets(SSL *ssl, uint8_t *client, uint8_t *server, size_t *len)
+{
+    pthread_once(&secrets_once, secrets_index_init);
+    struct tls_secrets *t = SSL_get_ex_data(ssl, secrets_index);
+    if (t == NULL)
+        return CDN_EINVAL;
+    int rc = CDN_EINVAL;
+    if (t->client_len != 0 && t->client_len == t->server_len) {
+        memcpy(client, t->client, t->client_len);
+        memcpy(server, t->server, t->server_len);
+        *len = t->client_len;
+        rc = 0;
+    }
+    SSL_set_ex_data(ssl, secrets_index, NULL);
+    OPENSSL_cleanse(t, sizeof(*t));
+    free(t);
+    return rc;
+}
+
 SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_auth, const char *ca_file,
                                 char **err)
 {
@@ -123,6 +209,8 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
     SSL_CTX_set_info_callback(ctx, cdn_tls_note_alert); /* lib/sni.c replaces it with one that also logs */
     SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    pthread_once(&secrets_once, secrets_index_init);
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     if (use_cert_and_key(ctx, cert, key, err) != 0)
         goto fail;
     if (client_auth != CDN_CLIENT_AUTH_NONE) {

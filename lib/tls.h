@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -51,6 +52,12 @@ bool cdn_tls_log_only(const SSL *ssl);
  * and callback, verify depth and the CA names of the CertificateRequest. sid_ctx (may be NULL) becomes
  * the session id context, so that a session is resumed only under the same policy. */
 void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx);
+
+/* A server connection's TLS 1.3 application traffic secrets (client's and server's, *len bytes each,
+ * at most EVP_MAX_MD_SIZE), captured during its handshake for lib/conn's record layer. Copies them
+ * and wipes the connection's copy. Returns 0, or CDN_EINVAL when they were not both captured (TLS
+ * 1.2, or a context not made by cdn_tls_server_ctx_new). */
+int cdn_tls_take_secrets(SSL *ssl, uint8_t *client, uint8_t *server, size_t *len);
 
 /* Client context for upstream connections: presents u->client_certificate when set, verifies the
  * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */

@@ -33,6 +33,7 @@ int main(void)
     srunner_add_suite(sr, suite_ident());
     srunner_add_suite(sr, suite_tunnel());
     srunner_add_suite(sr, suite_ugroup());
+    srunner_add_suite(sr, suite_trec());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -29,5 +29,6 @@ Suite *suite_pin(void);
 Suite *suite_ident(void);
 Suite *suite_tunnel(void);
 Suite *suite_ugroup(void);
+Suite *suite_trec(void);
 
 #endif

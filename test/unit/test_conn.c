@@ -161,6 +161,8 @@ static void end_peer(struct peer *p)
     p->c = NULL;
 }
 
+static void takeover_check(struct peer *p, enum cdn_conn_event ev);
+
 static void on_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 {
     struct peer *p = c->data;
@@ -171,6 +173,7 @@ static void on_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
     p->status[ev] = status;
     if (ev == CDN_CONN_EV_ERROR)
         snprintf(p->err, sizeof(p->err), "%s", c->err);
+    takeover_check(p, ev);
     if (ev == CDN_CONN_EV_READ) {
         ck_assert_uint_gt(c->in.len, 0);
         ck_assert_uint_le(c->in.len, c->in_cap);
@@ -215,10 +218,26 @@ struct world {
     struct peer srv[2], cli[2];
     uv_timer_t t[3];
     bool flag[4];
+    bool takeover;     /* servers allow the TLS 1.3 takeover at OPEN (lib/trec) */
+    unsigned took;     /* server READ events that came through lib/trec */
     uint64_t t0, mark; /* a time or a length, per test */
 };
 
 static struct world W;
+
+static void takeover_check(struct peer *p, enum cdn_conn_event ev)
+{
+    struct cdn_conn *c = p->c;
+    bool server = p == &W.srv[0] || p == &W.srv[1];
+    if (ev == CDN_CONN_EV_OPEN && server && W.takeover)
+        cdn_conn_allow_takeover(c);
+    if (ev == CDN_CONN_EV_READ && server && c->trec != NULL) {
+        ck_assert_ptr_null(c->ssl);
+        ck_assert_str_eq(cdn_conn_tls_version(c), "TLSv1.3");
+        ck_assert_str_eq(cdn_conn_sni(c), "localhost");
+        W.took++;
+    }
+}
 
 static void on_connection(uv_stream_t *l, int status)
 {
@@ -386,9 +405,31 @@ static void mtls_server_hook(struct peer *p, enum cdn_conn_event ev, int status)
     }
 }
 
-START_TEST(tls_mutual_data_both_ways)
+static void run_backpressure(SSL_CTX *s, SSL_CTX *c);
+static void run_all_before_eof(SSL_CTX *s, SSL_CTX *c, bool paused);
+static void run_cork(SSL_CTX *s, SSL_CTX *c);
+static void run_paused_in_open(SSL_CTX *s, SSL_CTX *c);
+
+static void run_all_before_eof_paused(SSL_CTX *s, SSL_CTX *c)
 {
-    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_REQUIRE), *c = client_ctx(true);
+    run_all_before_eof(s, c, true);
+}
+
+/* Runs a TLS case with the server's connections allowed to move to lib/trec at OPEN (no client
+ * certificate); with `reads`, the server must have read through lib/trec. */
+static void with_takeover(void (*run)(SSL_CTX *, SSL_CTX *), bool reads)
+{
+    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_NONE), *c = client_ctx(false);
+    W.takeover = true;
+    run(s, c);
+    if (reads)
+        ck_assert_uint_gt(W.took, 0);
+    SSL_CTX_free(s);
+    SSL_CTX_free(c);
+}
+
+static void run_mutual(SSL_CTX *s, SSL_CTX *c)
+{
     listen_local(s, 64 * 1024, 1);
     peer_init(&W.srv[0], true, mtls_server_hook);
     peer_init(&W.cli[0], true, mtls_client_hook);
@@ -399,6 +440,34 @@ START_TEST(tls_mutual_data_both_ways)
     expect_events(&W.srv[0], 1, 0, 1, 0, 0);
     ck_assert_int_eq(W.srv[0].status[CDN_CONN_EV_EOF], 0); /* close_notify arrived */
     expect_stream(&W.srv[0], MTLS_REQ);
+}
+
+/* The server's TLS moves to lib/trec after the handshake: the same streams, both ways, with its
+ * close_notify and the peer's, against OpenSSL on the other side. */
+START_TEST(tls_takeover_data_both_ways)
+{
+    with_takeover(run_mutual, true);
+}
+END_TEST
+
+START_TEST(tls_takeover_backpressure)
+{
+    with_takeover(run_backpressure, true);
+}
+END_TEST
+
+START_TEST(tls_takeover_all_bytes_before_eof)
+{
+    /* the server writes 1 MiB and ends at OPEN: the takeover happens in that write */
+    with_takeover(run_all_before_eof_paused, false);
+    ck_assert_ptr_null(W.srv[0].c);
+}
+END_TEST
+
+START_TEST(tls_mutual_data_both_ways)
+{
+    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_REQUIRE), *c = client_ctx(true);
+    run_mutual(s, c);
     SSL_CTX_free(s);
     SSL_CTX_free(c);
 }
@@ -966,9 +1035,22 @@ static void pause_client_hook(struct peer *p, enum cdn_conn_event ev, int status
         close_peer(p);
 }
 
-START_TEST(tls_server_paused_in_open_keeps_data)
+/* The client's data came right behind its Finished while the server was paused: OpenSSL left those
+ * records unread, and the takeover must carry them over. */
+START_TEST(tls_takeover_paused_in_open_keeps_data)
 {
-    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_NONE), *c = client_ctx(false);
+    with_takeover(run_paused_in_open, true);
+}
+END_TEST
+
+START_TEST(tls_takeover_cork_keeps_order)
+{
+    with_takeover(run_cork, false);
+}
+END_TEST
+
+static void run_paused_in_open(SSL_CTX *s, SSL_CTX *c)
+{
     listen_local(s, 64 * 1024, 1);
     peer_init(&W.srv[0], true, pause_server_hook);
     peer_init(&W.cli[0], true, pause_client_hook);
@@ -978,6 +1060,12 @@ START_TEST(tls_server_paused_in_open_keeps_data)
     expect_stream(&W.srv[0], EARLY_LEN);
     expect_events(&W.cli[0], 1, 0, 1, 0, 0);
     ck_assert_int_eq(W.cli[0].status[CDN_CONN_EV_EOF], 0);
+}
+
+START_TEST(tls_server_paused_in_open_keeps_data)
+{
+    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_NONE), *c = client_ctx(false);
+    run_paused_in_open(s, c);
     SSL_CTX_free(s);
     SSL_CTX_free(c);
 }
@@ -1071,6 +1159,11 @@ Suite *suite_conn(void)
     tcase_add_test(tls, tls_read_start_redelivers_from_callback);
     tcase_add_test(tls, tls_cork_keeps_order);
     tcase_add_test(tls, tls_server_paused_in_open_keeps_data);
+    tcase_add_test(tls, tls_takeover_data_both_ways);
+    tcase_add_test(tls, tls_takeover_backpressure);
+    tcase_add_test(tls, tls_takeover_all_bytes_before_eof);
+    tcase_add_test(tls, tls_takeover_paused_in_open_keeps_data);
+    tcase_add_test(tls, tls_takeover_cork_keeps_order);
     suite_add_tcase(s, tls);
 
     TCase *bug = tcase_create("write_before_open");
