@@ -67,7 +67,7 @@
 #define FORMAT_STRING   "cdn-node store format 3, chunk 262128, tail, siphash"
 #define MAX_READERS     4096
 #define TXN_POOL_MAX    64
-#define SPACE_RETRIES   3
+#define SPACE_RETRIES   5
 #define OPS_PER_BATCH   4096
 #define DELETES_PER_TXN 256
 #define EVICT_PER_TXN   256
@@ -114,6 +114,8 @@ struct cache_store {
     uint64_t used;          /* writer thread only: the sum of our per-object estimates */
     uint64_t real;          /* writer thread only: bytes of the pages the databases held at the last
                                commit (mirrored in st.bytes); what the water marks compare */
+    uint64_t extra;         /* writer thread only: room kept free below both marks on top of them,
+                               grown by MDB_MAP_FULL, shrunk by batches that fit (see keep_more) */
     _Atomic uint64_t next_id;
     _Atomic long live_hits, live_fills;
     _Atomic bool full; /* pages held near the low-water mark: new objects push others out */
@@ -192,13 +194,50 @@ static void set_used(struct cache_store *s, uint64_t used)
     s->used = used;
 }
 
+/* The marks as they stand now (lowered by s->extra), and the step between them. */
+static uint64_t high_mark(const struct cache_store *s)
+{
+    return s->high > s->extra ? s->high - s->extra : 0;
+}
+
+static uint64_t low_mark(const struct cache_store *s)
+{
+    return s->low > s->extra ? s->low - s->extra : 0;
+}
+
+static uint64_t band(const struct cache_store *s)
+{
+    return s->high - s->low > s->map_size / 64 ? s->high - s->low : s->map_size / 64;
+}
+
+/*
+ * How much room a transaction needs beyond its data depends on how many records it touches (each
+ * delete or insert copies a leaf page, and those copies are only reusable two transactions later)
+ * and on how long reads pin freed pages: small objects need far more than large ones. So the room
+ * kept free adapts: every MDB_MAP_FULL lowers both marks by a band (up to an eighth of the map), and
+ * every batch that fits at once gives back 1/32 of a band (a retry costs less than the objects a
+ * needlessly low mark keeps out).
+ */
+static void keep_more(struct cache_store *s)
+{
+    s->extra += band(s);
+    if (s->extra > s->map_size / 8)
+        s->extra = s->map_size / 8;
+}
+
+static void keep_less(struct cache_store *s)
+{
+    uint64_t step = band(s) / 32;
+    s->extra = s->extra > step ? s->extra - step : 0;
+}
+
 static void set_real(struct cache_store *s, uint64_t real)
 {
     s->real = real;
     atomic_store_explicit(&s->st.bytes, real, memory_order_relaxed);
     /* Evictions stop near the low-water mark, a little under it when estimates were generous: full
      * means within one band of it, so that admission does not switch off after every eviction. */
-    atomic_store_explicit(&s->full, real + (s->high - s->low) >= s->low, memory_order_relaxed);
+    atomic_store_explicit(&s->full, real + band(s) >= low_mark(s), memory_order_relaxed);
 }
 
 /* Bytes of the pages the databases hold in txn (free pages excluded). Our per-object estimates cannot
@@ -832,18 +871,17 @@ static void op_failed(struct cache_store *s, struct op *op, int rc)
  */
 static int make_room(struct cache_store *s, uint64_t need, int level)
 {
-    if (level == 0 && s->real + need <= s->high)
+    uint64_t high = high_mark(s), low = low_mark(s);
+    if (level == 0 && s->real + need <= high)
         return 0;
     /* Down to the low-water mark, or further if the batch needs more than the band between the marks
      * (its leaf copies are freed again when it commits, so they are not taken below the low mark). */
-    uint64_t target = s->high > need ? s->high - need : 0;
-    if (target > s->low)
-        target = s->low;
-    /* MDB_MAP_FULL under the high mark means pages freed lately are still pinned by readers that
-     * started before: one band more per retry frees enough (a fixed share of the map would throw
-     * away a thousand objects for a few pinned pages). */
-    uint64_t band = s->high - s->low > s->map_size / 64 ? s->high - s->low : s->map_size / 64;
-    uint64_t cut = (uint64_t)level * band;
+    uint64_t target = high > need ? high - need : 0;
+    if (target > low)
+        target = low;
+    /* After MDB_MAP_FULL (pages freed lately still pinned, or more leaf copies than counted): one band
+     * more per retry (a fixed share of the map would throw away a thousand objects at once). */
+    uint64_t cut = (uint64_t)level * band(s);
     target = target > cut ? target - cut : 0;
     if (s->real <= target || cache_evict_count(s->ev) == 0)
         return 0;
@@ -932,11 +970,14 @@ static void run_batch(struct cache_store *s, struct op *ops)
         if ((rc = txn_apply(s, ops, NULL)) == 0) {
             for (struct op *op = ops; op != NULL; op = op->next)
                 op_done(s, op);
+            if (attempt == 0)
+                keep_less(s);
             return;
         }
         if (!is_space_err(rc))
             break;
         st_add(&s->st.map_full_retries, 1);
+        keep_more(s);
         make_room(s, need, attempt + 1);
     }
     if (ops->next == NULL) {
@@ -949,6 +990,7 @@ static void run_batch(struct cache_store *s, struct op *ops)
             if ((rc = txn_apply(s, op, op->next)) == 0 || !is_space_err(rc))
                 break;
             st_add(&s->st.map_full_retries, 1);
+            keep_more(s);
             make_room(s, op_need(s, op), attempt + 1);
         }
         if (rc == 0)

@@ -28,6 +28,7 @@
 #define TAG_LEN        16u
 #define IV_LEN         12u
 #define OVERHEAD       (HDR_LEN + 1 + TAG_LEN) /* header, inner content type, tag */
+#define SEAL_DIRECT    4096u /* from this size on a record is encrypted from the caller's bytes, uncopied */
 #define MAX_SECRET     48u
 #define MAX_KEY        32u
 #define CT_ALERT       21
@@ -224,19 +225,28 @@ static int seal_record(struct cdn_trec *r, uint8_t type, const uint8_t *p, size_
     dst[3] = (uint8_t)(len >> 8);
     dst[4] = (uint8_t)len;
     uint8_t *ct = dst + HDR_LEN;
-    /* copied first and encrypted in place with the type byte in one update: a second update for one byte
-     * costs more than the copy */
-    if (n > 0)
-        memcpy(ct, p, n);
-    ct[n] = type;
     int l;
     OSSL_PARAM tag[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, ct + n + 1, TAG_LEN),
                         OSSL_PARAM_construct_end()};
     /* get_params, not EVP_CIPHER_CTX_ctrl: the ctrl is translated into these params on every call */
     if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, 1) != 1 ||
-        EVP_EncryptUpdate(c, NULL, &l, dst, HDR_LEN) != 1 ||
-        EVP_EncryptUpdate(c, ct, &l, ct, (int)n + 1) != 1 || EVP_EncryptFinal_ex(c, ct + n + 1, &l) != 1 ||
-        EVP_CIPHER_CTX_get_params(c, tag) != 1)
+        EVP_EncryptUpdate(c, NULL, &l, dst, HDR_LEN) != 1)
+        return -1;
+    if (n >= SEAL_DIRECT) {
+        /* large: encrypted straight from p (a body from the LMDB map is never copied in the clear), then
+         * the type byte in an update of its own */
+        if (EVP_EncryptUpdate(c, ct, &l, p, (int)n) != 1 || EVP_EncryptUpdate(c, ct + n, &l, &type, 1) != 1)
+            return -1;
+    } else {
+        /* small: copied and encrypted in place with the type byte in one update, cheaper than a second
+         * update for one byte */
+        if (n > 0)
+            memcpy(ct, p, n);
+        ct[n] = type;
+        if (EVP_EncryptUpdate(c, ct, &l, ct, (int)n + 1) != 1)
+            return -1;
+    }
+    if (EVP_EncryptFinal_ex(c, ct + n + 1, &l) != 1 || EVP_CIPHER_CTX_get_params(c, tag) != 1)
         return -1;
     r->wseq++;
     return 0;

@@ -548,6 +548,40 @@ START_TEST(small_objects_do_not_fill_the_map)
 }
 END_TEST
 
+START_TEST(small_then_large_objects)
+{
+    /* A store full of small objects (the cold misses of bench case d), then 16 KiB ones (case f): every
+     * eviction frees little and copies a leaf page, so the room kept free must follow what the
+     * transactions really need. No write may fail. */
+    struct cache_store_opts o = {.path = tmpdir, .size = 64 * MiB, .max_object_size = 4 * MiB};
+    struct cache_store *s = open_opts(&o, NULL);
+    char meta[400], key[32];
+    memset(meta, 'h', sizeof(meta) - 1);
+    meta[sizeof(meta) - 1] = '\0';
+    int i = 0;
+    for (; i < 60000; i++) {
+        snprintf(key, sizeof(key), "https://x/small-%d", i);
+        ck_assert_int_eq(put_object(s, key, (uint64_t)i, 1000, meta, 4096), 0);
+        if (i % 100 == 99)
+            cache_store_flush(s);
+    }
+    cache_store_flush(s);
+    ck_assert_uint_gt(stats(s).evictions, 0);
+    for (; i < 66000; i++) {
+        snprintf(key, sizeof(key), "https://x/large-%d", i);
+        ck_assert_int_eq(put_object(s, key, (uint64_t)i, 16384, meta, 16384), 0);
+        if (i % 20 == 19)
+            cache_store_flush(s);
+    }
+    cache_store_flush(s);
+    struct cache_store_stats st = stats(s);
+    ck_assert_msg(st.write_errors == 0, "%llu write errors, %llu retries",
+                  (unsigned long long)st.write_errors, (unsigned long long)st.map_full_retries);
+    ck_assert_uint_le(st.map_used, 64 * MiB);
+    cache_store_close(&s);
+}
+END_TEST
+
 START_TEST(eviction_under_small_map)
 {
     /* 4 MiB map, 40 MiB of objects of 16-400 KiB, plus three small hot objects requested after every
@@ -1122,6 +1156,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, small_objects_do_not_fill_the_map);
     tcase_add_test(tc, eviction_under_small_map);
     tcase_add_test(tc, map_full_is_absorbed);
+    tcase_add_test(tc, small_then_large_objects);
     tcase_add_test(tc, admission_when_full);
     tcase_add_test(tc, corrupt_file_is_rebuilt);
     tcase_add_test(tc, corrupt_meta_pages_are_rebuilt);
