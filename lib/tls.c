@@ -209,8 +209,10 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
     SSL_CTX_set_info_callback(ctx, cdn_tls_note_alert); /* lib/sni.c replaces it with one that also logs */
     SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    /* only where a connection can end up without a client certificate, the takeover's condition */
     pthread_once(&secrets_once, secrets_index_init);
-    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+    if (client_auth != CDN_CLIENT_AUTH_REQUIRE)
+        SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     if (use_cert_and_key(ctx, cert, key, err) != 0)
         goto fail;
     if (client_auth != CDN_CLIENT_AUTH_NONE) {
