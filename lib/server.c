@@ -435,9 +435,14 @@ static void on_trim(uv_timer_t *t)
     struct cdn_worker *w = t->data;
     CDN_CHECK_OBJ(w, CDN_WORKER_MAGIC);
 #ifdef __GLIBC__
-    /* Freed record buffers leave holes malloc keeps mapped; give those pages back when many
-     * connections went idle at once (e.g. after a burst), not on every tick. */
-    if (cdn_proxy_trim_idle(w, TRIM_EVERY_MS) >= TRIM_RELEASE_MIN)
+    /* Freed record buffers and fill chunks leave holes malloc keeps mapped; give those pages back
+     * when many connections went idle at once, or when a burst of requests has just ended (its
+     * clients may have closed rather than idled), not on every tick. */
+    uint64_t n = cdn_stats_get(&w->stats, CDN_STAT_requests);
+    bool burst_over = n == w->trim_requests && w->trim_busy;
+    w->trim_busy = n != w->trim_requests;
+    w->trim_requests = n;
+    if (cdn_proxy_trim_idle(w, TRIM_EVERY_MS) >= TRIM_RELEASE_MIN || burst_over)
         malloc_trim(0);
 #else
     cdn_proxy_trim_idle(w, TRIM_EVERY_MS);

@@ -41,6 +41,8 @@ struct cdn_worker {
     uv_async_t fill_async;           /* the store's writer drained a busy fill of this worker */
     uv_async_t collapse_async;       /* a leader finished a fetch some session here waits for */
     uv_timer_t trim_timer;           /* frees the buffers of idle keep-alive connections */
+    uint64_t trim_requests;          /* requests counted at the last trim tick */
+    bool trim_busy;                  /* requests came during the last tick */
     struct cdn_stats stats;          /* this worker's counters: written by its thread only */
     struct cdn_buf head_buf, cs_buf; /* scratch for building response heads: reused, never shrunk */
     _Atomic int cmd;                 /* CDN_WORKER_RUN/DRAIN/STOP, set by the main thread, then `stop` sent */
