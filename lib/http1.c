@@ -400,14 +400,27 @@ static bool connection_has_token(const struct cdn_http_header *hdrs, size_t n, c
 
 static bool is_standard_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const names[] = {
-        "connection", "keep-alive",         "proxy-connection",    "te", "trailer", "transfer-encoding",
-        "upgrade",    "proxy-authenticate", "proxy-authorization",
+#define HBH(s)           \
+    {                    \
+        s, sizeof(s) - 1 \
+    }
+    static const struct {
+        const char *s;
+        size_t len; /* known here: this runs for every header of every message */
+    } names[] = {
+        HBH("connection"),
+        HBH("keep-alive"),
+        HBH("proxy-connection"),
+        HBH("te"),
+        HBH("trailer"),
+        HBH("transfer-encoding"),
+        HBH("upgrade"),
+        HBH("proxy-authenticate"),
+        HBH("proxy-authorization"),
     };
-    size_t i;
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (ieq(name, len, names[i]))
+#undef HBH
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (ieq_n(name, len, names[i].s, names[i].len))
             return true;
     }
     return false;
