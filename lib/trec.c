@@ -1,6 +1,9 @@
 /*
- * trec: see trec.h. One EVP_CIPHER_CTX per direction is keyed once and reused: per record only the nonce is
- * set, so sealing and opening allocate nothing. Sealed records are written straight into the tail of the
+ * trec: see trec.h. One cipher context per direction is keyed once and reused: per record only the nonce
+ * is set, so sealing and opening allocate nothing. The contexts are the provider's own, driven through the
+ * functions its dispatch table gives (the public provider API, OSSL_PROVIDER_query_operation): the EVP
+ * layer around them cost as much as the AES-GCM of a 1 KiB record (a parameter lookup to learn the IV
+ * length at every nonce, another for the tag). Sealed records are written straight into the tail of the
  * output buffer; records are opened in place, or straight into plain's tail when the whole record fits.
  *
  * A client may only send us application data, alerts and KeyUpdate after the handshake, so the handshake
@@ -12,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/provider.h>
 
 #include "lib/trec.h"
 #include "lib/util.h"
@@ -57,7 +63,7 @@ static const struct suite {
 #define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
 struct cdn_trec {
-    EVP_CIPHER_CTX *rctx, *wctx; /* keyed; NULL after cdn_trec_trim */
+    void *rctx, *wctx; /* the provider's contexts, keyed; NULL after cdn_trec_trim */
     uint64_t rseq, wseq;
     struct cdn_buf pend; /* opened application data that did not fit the caller's room */
     uint8_t rsecret[MAX_SECRET], wsecret[MAX_SECRET];
@@ -72,16 +78,109 @@ struct cdn_trec {
         client : 1;
 };
 
-/* Fetched once: an implicit fetch would cost a lock and a lookup each time a context is (re)created. */
+/* A suite's AEAD as its provider implements it. */
+struct aead {
+    void *provctx;
+    OSSL_FUNC_cipher_newctx_fn *newctx;
+    OSSL_FUNC_cipher_freectx_fn *freectx; /* cleanses the key schedule */
+    OSSL_FUNC_cipher_encrypt_init_fn *einit;
+    OSSL_FUNC_cipher_decrypt_init_fn *dinit;
+    OSSL_FUNC_cipher_update_fn *update;
+    OSSL_FUNC_cipher_final_fn *final;
+    OSSL_FUNC_cipher_get_ctx_params_fn *get_params;
+    OSSL_FUNC_cipher_set_ctx_params_fn *set_params;
+};
+
+/* Fetched once (the EVP_CIPHER keeps its provider loaded); NULL ciphers[i] or incomplete aeads[i]: the
+ * suite is not offered (cdn_trec_new returns NULL and OpenSSL keeps the connection). */
 static EVP_CIPHER *ciphers[NSUITES];
+static struct aead aeads[NSUITES];
 static EVP_KDF *hkdf;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
+/* Whether want is one of the colon-separated names (case-insensitive, as OpenSSL compares them). */
+static bool has_name(const char *names, const char *want)
+{
+    size_t n = strlen(want);
+    for (const char *p = names; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ':');
+        size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
+        if (l == n && strncasecmp(p, want, n) == 0)
+            return true;
+        p = e != NULL ? e + 1 : NULL;
+    }
+    return false;
+}
+
+/* The implementation of ciphers[i] in the provider it was fetched from. */
+static void find_aead(size_t i)
+{
+    const OSSL_PROVIDER *prov = EVP_CIPHER_get0_provider(ciphers[i]);
+    int no_store = 0;
+    const OSSL_ALGORITHM *algs =
+        prov != NULL ? OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_store) : NULL;
+    const OSSL_DISPATCH *d = NULL;
+    for (const OSSL_ALGORITHM *a = algs; a != NULL && a->algorithm_names != NULL && d == NULL; a++) {
+        if (has_name(a->algorithm_names, suites[i].cipher))
+            d = a->implementation;
+    }
+    struct aead f = {.provctx = prov != NULL ? OSSL_PROVIDER_get0_provider_ctx(prov) : NULL};
+    for (; d != NULL && d->function_id != 0; d++) {
+        switch (d->function_id) {
+        case OSSL_FUNC_CIPHER_NEWCTX:
+            f.newctx = OSSL_FUNC_cipher_newctx(d);
+            break;
+        case OSSL_FUNC_CIPHER_FREECTX:
+            f.freectx = OSSL_FUNC_cipher_freectx(d);
+            break;
+        case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
+            f.einit = OSSL_FUNC_cipher_encrypt_init(d);
+            break;
+        case OSSL_FUNC_CIPHER_DECRYPT_INIT:
+            f.dinit = OSSL_FUNC_cipher_decrypt_init(d);
+            break;
+        case OSSL_FUNC_CIPHER_UPDATE:
+            f.update = OSSL_FUNC_cipher_update(d);
+            break;
+        case OSSL_FUNC_CIPHER_FINAL:
+            f.final = OSSL_FUNC_cipher_final(d);
+            break;
+        case OSSL_FUNC_CIPHER_GET_CTX_PARAMS:
+            f.get_params = OSSL_FUNC_cipher_get_ctx_params(d);
+            break;
+        case OSSL_FUNC_CIPHER_SET_CTX_PARAMS:
+            f.set_params = OSSL_FUNC_cipher_set_ctx_params(d);
+            break;
+        default:
+            break;
+        }
+    }
+    if (algs != NULL)
+        OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
+    if (f.newctx == NULL || f.freectx == NULL || f.einit == NULL || f.dinit == NULL || f.update == NULL ||
+        f.final == NULL || f.get_params == NULL || f.set_params == NULL) {
+        EVP_CIPHER_free(ciphers[i]);
+        ciphers[i] = NULL;
+        return;
+    }
+    aeads[i] = f;
+}
+
 static void fetch_algs(void)
 {
-    for (size_t i = 0; i < NSUITES; i++)
+    for (size_t i = 0; i < NSUITES; i++) {
         ciphers[i] = EVP_CIPHER_fetch(NULL, suites[i].cipher, NULL);
+        if (ciphers[i] != NULL)
+            find_aead(i);
+    }
     hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+}
+
+static void free_ctx(const struct cdn_trec *r, void **slot)
+{
+    if (*slot != NULL)
+        aeads[r->suite].freectx(*slot);
+    *slot = NULL;
 }
 
 /* HKDF-Expand-Label(secret, label, "", n) (RFC 8446 7.1). */
@@ -114,9 +213,7 @@ static int expand_label(const struct suite *s, const uint8_t *secret, const char
 static int derive_keys(struct cdn_trec *r, bool wr)
 {
     const struct suite *s = &suites[r->suite];
-    EVP_CIPHER_CTX **slot = wr ? &r->wctx : &r->rctx;
-    EVP_CIPHER_CTX_free(*slot); /* keyed with the old key; recreated on use */
-    *slot = NULL;
+    free_ctx(r, wr ? &r->wctx : &r->rctx); /* keyed with the old key; recreated on use */
     const uint8_t *secret = wr ? r->wsecret : r->rsecret;
     if (expand_label(s, secret, "key", wr ? r->wkey : r->rkey, s->key_len) != 0 ||
         expand_label(s, secret, "iv", wr ? r->wiv : r->riv, IV_LEN) != 0)
@@ -170,8 +267,8 @@ void cdn_trec_free(struct cdn_trec **rp)
     struct cdn_trec *r = *rp;
     if (r == NULL)
         return;
-    EVP_CIPHER_CTX_free(r->rctx); /* cleanses its key schedule */
-    EVP_CIPHER_CTX_free(r->wctx);
+    free_ctx(r, &r->rctx);
+    free_ctx(r, &r->wctx);
     cdn_buf_dispose(&r->pend);
     OPENSSL_cleanse(r, sizeof(*r));
     free(r);
@@ -180,9 +277,8 @@ void cdn_trec_free(struct cdn_trec **rp)
 
 void cdn_trec_trim(struct cdn_trec *r)
 {
-    EVP_CIPHER_CTX_free(r->rctx);
-    EVP_CIPHER_CTX_free(r->wctx);
-    r->rctx = r->wctx = NULL;
+    free_ctx(r, &r->rctx);
+    free_ctx(r, &r->wctx);
 }
 
 void cdn_trec_set_client(struct cdn_trec *r)
@@ -195,15 +291,17 @@ bool cdn_trec_pending(const struct cdn_trec *r)
     return r->pend.len > 0;
 }
 
-static EVP_CIPHER_CTX *cipher_ctx(struct cdn_trec *r, bool wr)
+static void *cipher_ctx(struct cdn_trec *r, bool wr)
 {
-    EVP_CIPHER_CTX **slot = wr ? &r->wctx : &r->rctx;
+    const struct aead *f = &aeads[r->suite];
+    void **slot = wr ? &r->wctx : &r->rctx;
     if (*slot == NULL) {
-        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-        if (c == NULL ||
-            EVP_CipherInit_ex(c, ciphers[r->suite], NULL, wr ? r->wkey : r->rkey, NULL, wr) != 1) {
-            EVP_CIPHER_CTX_free(c);
-            return NULL;
+        void *c = f->newctx(f->provctx);
+        size_t kl = suites[r->suite].key_len;
+        if (c != NULL &&
+            (wr ? f->einit(c, r->wkey, kl, NULL, 0, NULL) : f->dinit(c, r->rkey, kl, NULL, 0, NULL)) != 1) {
+            f->freectx(c);
+            c = NULL;
         }
         *slot = c;
     }
@@ -221,7 +319,8 @@ static void make_nonce(uint8_t nonce[IV_LEN], const uint8_t iv[IV_LEN], uint64_t
 /* Seals one record of n <= MAX_PLAIN bytes of content type `type` into dst (n + OVERHEAD bytes). */
 static int seal_record(struct cdn_trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *dst)
 {
-    EVP_CIPHER_CTX *c = cipher_ctx(r, true);
+    const struct aead *f = &aeads[r->suite];
+    void *c = cipher_ctx(r, true);
     if (c == NULL || r->wseq == UINT64_MAX) /* the sequence number must not wrap (5.3) */
         return -1;
     uint8_t nonce[IV_LEN];
@@ -233,17 +332,16 @@ static int seal_record(struct cdn_trec *r, uint8_t type, const uint8_t *p, size_
     dst[3] = (uint8_t)(len >> 8);
     dst[4] = (uint8_t)len;
     uint8_t *ct = dst + HDR_LEN;
-    int l;
+    size_t l;
     OSSL_PARAM tag[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, ct + n + 1, TAG_LEN),
                         OSSL_PARAM_construct_end()};
-    /* get_params, not EVP_CIPHER_CTX_ctrl: the ctrl is translated into these params on every call */
-    if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, 1) != 1 ||
-        EVP_EncryptUpdate(c, NULL, &l, dst, HDR_LEN) != 1)
+    /* the update's outsize is what it may write (0 and NULL out: additional data) */
+    if (f->einit(c, NULL, 0, nonce, IV_LEN, NULL) != 1 || f->update(c, NULL, &l, HDR_LEN, dst, HDR_LEN) != 1)
         return -1;
     if (n >= SEAL_DIRECT) {
         /* large: encrypted straight from p (a body from the LMDB map is never copied in the clear), then
          * the type byte in an update of its own */
-        if (EVP_EncryptUpdate(c, ct, &l, p, (int)n) != 1 || EVP_EncryptUpdate(c, ct + n, &l, &type, 1) != 1)
+        if (f->update(c, ct, &l, n, p, n) != 1 || f->update(c, ct + n, &l, 1, &type, 1) != 1)
             return -1;
     } else {
         /* small: copied and encrypted in place with the type byte in one update, cheaper than a second
@@ -251,10 +349,10 @@ static int seal_record(struct cdn_trec *r, uint8_t type, const uint8_t *p, size_
         if (n > 0)
             memcpy(ct, p, n);
         ct[n] = type;
-        if (EVP_EncryptUpdate(c, ct, &l, ct, (int)n + 1) != 1)
+        if (f->update(c, ct, &l, n + 1, ct, n + 1) != 1)
             return -1;
     }
-    if (EVP_EncryptFinal_ex(c, ct + n + 1, &l) != 1 || EVP_CIPHER_CTX_get_params(c, tag) != 1)
+    if (f->final(c, ct + n + 1, &l, 0) != 1 || f->get_params(c, tag) != 1)
         return -1;
     r->wseq++;
     return 0;
@@ -354,20 +452,21 @@ static int fail(struct cdn_trec *r, uint8_t alert, struct cdn_buf *out, char *er
  * -1: authentication failed; -2: no cipher context. */
 static int open_record(struct cdn_trec *r, const uint8_t *hdr, uint8_t *ct, size_t len, uint8_t *dst)
 {
-    EVP_CIPHER_CTX *c = cipher_ctx(r, false);
+    const struct aead *f = &aeads[r->suite];
+    void *c = cipher_ctx(r, false);
     if (c == NULL || r->rseq == UINT64_MAX)
         return -2;
     uint8_t nonce[IV_LEN];
     make_nonce(nonce, r->riv, r->rseq);
     size_t n = len - TAG_LEN;
-    int l;
+    size_t l;
     OSSL_PARAM tag[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, ct + n, TAG_LEN),
                         OSSL_PARAM_construct_end()};
-    if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, 0) != 1)
+    if (f->dinit(c, NULL, 0, nonce, IV_LEN, NULL) != 1)
         return -2;
-    if (EVP_DecryptUpdate(c, NULL, &l, hdr, HDR_LEN) != 1 ||
-        (n > 0 && EVP_DecryptUpdate(c, dst, &l, ct, (int)n) != 1) || EVP_CIPHER_CTX_set_params(c, tag) != 1 ||
-        EVP_DecryptFinal_ex(c, dst + n, &l) != 1)
+    if (f->update(c, NULL, &l, HDR_LEN, hdr, HDR_LEN) != 1 ||
+        (n > 0 && f->update(c, dst, &l, n, ct, n) != 1) || f->set_params(c, tag) != 1 ||
+        f->final(c, dst + n, &l, 0) != 1)
         return -1;
     r->rseq++;
     return 0;
