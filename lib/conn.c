@@ -1091,17 +1091,40 @@ void cdn_conn_allow_takeover(struct cdn_conn *c)
 
 enum { PROBE_LEN = 5 + 1 + 1 + 16 }; /* header, 'x', inner content type, tag */
 
-/* Which sequence number OpenSSL's next record would carry: a server sent 0, 1 or more session
- * tickets after its Finished, and OpenSSL does not say how many. So it seals a one-byte probe that is
- * never sent; lib/trec opens it with the same key and takes its number for our first record. */
-static bool probe_seq(struct cdn_conn *c, struct cdn_trec *rec, uint64_t first)
+/* Which sequence number OpenSSL's next record would carry: after its Finished it sent 0, 1 or more
+ * session tickets, and it does not say how many. So it seals a one-byte probe that is never sent,
+ * and the probe opened with the server's own secret tells; our first record takes its number. */
+static bool probe_seq(struct cdn_conn *c, uint16_t suite, const uint8_t *own, const uint8_t *other,
+                      size_t len, uint64_t first, uint64_t *seq)
 {
     size_t mark = c->out.len;
     err_reset();
     if (SSL_write(c->ssl, "x", 1) != 1 || c->out.len - mark < PROBE_LEN)
         return false;
-    const uint8_t *p = (const uint8_t *)cdn_buf_data(&c->out) + c->out.len - PROBE_LEN; /* the last record */
-    bool found = cdn_trec_adopt_wseq(rec, p, PROBE_LEN, first) == 0;
+    const char *p = cdn_buf_data(&c->out) + c->out.len - PROBE_LEN; /* the last record appended */
+    bool found = false;
+    if (memcmp(p, "\x17\x03\x03\x00\x12", 5) == 0) {
+        struct cdn_buf in, plain, junk;
+        cdn_buf_init(&in);
+        cdn_buf_init(&plain);
+        cdn_buf_init(&junk);
+        for (uint64_t i = 0; i <= 16 && !found; i++) {
+            uint64_t k = i == 0 ? first : i - 1; /* the likely number first: nearly always right */
+            struct cdn_trec *t = cdn_trec_new(suite, own, other, len, k, 0);
+            if (t == NULL)
+                break;
+            cdn_buf_reset(&in);
+            cdn_buf_reset(&plain);
+            cdn_buf_append(&in, p, PROBE_LEN);
+            found = cdn_trec_open(t, &in, &plain, 16, &junk, NULL, 0) == 1 && cdn_buf_data(&plain)[0] == 'x';
+            cdn_trec_free(&t);
+            if (found)
+                *seq = k;
+        }
+        cdn_buf_dispose(&in);
+        cdn_buf_dispose(&plain);
+        cdn_buf_dispose(&junk);
+    }
     c->out.len -= PROBE_LEN;
     return found;
 }
@@ -1127,26 +1150,31 @@ static void tls_takeover(struct cdn_conn *c)
     if (cdn_tls_take_secrets(ssl, cs, ss, &len) != 0)
         return;
     const uint8_t *own = client ? cs : ss, *other = client ? ss : cs;
-    /* read: a server takes over before it read anything; a client counted what OpenSSL read (session
-     * tickets and responses) */
-    struct cdn_trec *rec = cdn_trec_supported(suite)
-                               ? cdn_trec_new(suite, other, own, len, client ? c->dial->rrecs : 0, 0)
-                               : NULL;
-    OPENSSL_cleanse(cs, sizeof(cs));
-    OPENSSL_cleanse(ss, sizeof(ss));
-    if (rec == NULL)
-        return; /* a suite lib/trec does not know: OpenSSL stays */
+    struct cdn_trec *rec = cdn_trec_new(suite, other, own, len, 0, 0);
+    uint64_t wseq = 0;
     /* a server's first guess: the tickets it sent; a client's: the records it wrote */
     uint64_t guess = client ? c->dial->wrecs : (uint64_t)SSL_get_num_tickets(ssl);
-    if (!probe_seq(c, rec, guess)) {
+    if (rec != NULL && !probe_seq(c, suite, own, other, len, guess, &wseq)) {
         /* OpenSSL's sequence number moved past a record nobody will see: this connection is lost */
         cdn_trec_free(&rec);
         snprintf(c->err, sizeof(c->err), "TLS record layer takeover failed");
         defer_error(c, CDN_ETLS);
+        OPENSSL_cleanse(cs, sizeof(cs));
+        OPENSSL_cleanse(ss, sizeof(ss));
         return;
     }
-    if (client)
-        cdn_trec_set_client(rec);
+    if (rec != NULL) {
+        cdn_trec_free(&rec);
+        /* read: a server took over before it read anything; a client counted what OpenSSL read
+         * (session tickets and responses) */
+        rec = cdn_trec_new(suite, other, own, len, client ? c->dial->rrecs : 0, wseq);
+        if (rec != NULL && client)
+            cdn_trec_set_client(rec);
+    }
+    OPENSSL_cleanse(cs, sizeof(cs));
+    OPENSSL_cleanse(ss, sizeof(ss));
+    if (rec == NULL)
+        return;                           /* a suite lib/trec does not know: OpenSSL stays */
     size_t n = BIO_ctrl_pending(c->rbio); /* ciphertext OpenSSL has not read */
     if (n > 0) {
         int k = BIO_read(c->rbio, cdn_buf_reserve(&c->rx, n), (int)n);

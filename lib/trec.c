@@ -20,7 +20,6 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
@@ -239,16 +238,6 @@ static int update_secret(struct cdn_trec *r, bool wr)
     else
         r->rseq = 0;
     return 0;
-}
-
-bool cdn_trec_supported(uint16_t cipher)
-{
-    pthread_once(&fetch_once, fetch_algs);
-    for (size_t i = 0; i < NSUITES; i++) {
-        if (suites[i].id == cipher)
-            return ciphers[i] != NULL && hkdf != NULL;
-    }
-    return false;
 }
 
 struct cdn_trec *cdn_trec_new(uint16_t cipher, const uint8_t *read_secret, const uint8_t *write_secret,
@@ -481,43 +470,6 @@ static int open_record(struct cdn_trec *r, const uint8_t *hdr, uint8_t *ct, size
         return -1;
     r->rseq++;
     return 0;
-}
-
-int cdn_trec_adopt_wseq(struct cdn_trec *r, const uint8_t *rec, size_t len, uint64_t first)
-{
-    const struct aead *f = &aeads[r->suite];
-    if (len < HDR_LEN + 1 + TAG_LEN || len > HDR_LEN + MAX_CIPHER || rec[0] != CT_APPDATA ||
-        (size_t)(rec[3] << 8 | rec[4]) != len - HDR_LEN)
-        return -1;
-    void *c = f->newctx(f->provctx); /* opens with our write key: the key OpenSSL sealed rec with */
-    if (c == NULL || f->dinit(c, r->wkey, suites[r->suite].key_len, NULL, 0, NULL) != 1) {
-        if (c != NULL)
-            f->freectx(c);
-        return -1;
-    }
-    size_t n = len - HDR_LEN - TAG_LEN, l;
-    uint8_t *plain = cdn_xmalloc(n);
-    int rc = -1;
-    for (uint64_t i = 0; i <= 17 && rc != 0; i++) {
-        uint64_t k = i == 0 ? first : i - 1; /* the likely number first: nearly always right */
-        uint8_t nonce[IV_LEN], tag[TAG_LEN];
-        memcpy(tag, rec + len - TAG_LEN, TAG_LEN);
-        OSSL_PARAM tp[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_LEN),
-                           OSSL_PARAM_construct_end()};
-        make_nonce(nonce, r->wiv, k);
-        if (f->dinit(c, NULL, 0, nonce, IV_LEN, NULL) == 1 &&
-            f->update(c, NULL, &l, HDR_LEN, rec, HDR_LEN) == 1 &&
-            f->update(c, plain, &l, n, rec + HDR_LEN, n) == 1 && f->set_params(c, tp) == 1 &&
-            f->final(c, plain + n, &l, 0) == 1) {
-            r->wseq = k;
-            rc = 0;
-        }
-    }
-    ERR_clear_error(); /* the failed tries */
-    OPENSSL_cleanse(plain, n);
-    free(plain);
-    f->freectx(c);
-    return rc;
 }
 
 /* Handshake content after the handshake: KeyUpdate (4.6.3), and NewSessionTicket when we are the client.

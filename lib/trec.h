@@ -25,13 +25,6 @@ struct cdn_trec;
  * wiped when freed. */
 struct cdn_trec *cdn_trec_new(uint16_t cipher, const uint8_t *read_secret, const uint8_t *write_secret,
                               size_t secret_len, uint64_t read_seq, uint64_t write_seq);
-/* Whether cdn_trec_new can take this suite (known, and its AEAD available). */
-bool cdn_trec_supported(uint16_t cipher);
-/* rec (len bytes) is a record another implementation sealed with r's write key (OpenSSL, before a
- * takeover), whose sequence number is unknown: tries first, then 0 to 16. On a match r's next write
- * sequence number becomes that one (the record is never sent; its number is reused) and 0 is returned;
- * -1 when none opens it. */
-int cdn_trec_adopt_wseq(struct cdn_trec *r, const uint8_t *rec, size_t len, uint64_t first);
 /* NULL-safe; sets *r = NULL and cleanses every key. */
 void cdn_trec_free(struct cdn_trec **r);
 /* r is a client's: the server may also send NewSessionTicket messages, which are skipped (a client may
