@@ -31,11 +31,6 @@ static _Thread_local char rx_cipher[READ_CHUNK];
 struct cdn_conn_dial {
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
-    /* TLS 1.3, for the takeover: the records OpenSSL read and wrote since the handshake (its sequence
-     * numbers, which it does not tell), and whether a KeyUpdate went through it (the captured secrets
-     * are then stale) */
-    uint64_t rrecs, wrecs;
-    bool key_update;
 };
 static _Atomic uint64_t next_id = 1;
 
@@ -975,21 +970,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     connect_addr(c, (struct sockaddr *)&ss);
 }
 
-/* OpenSSL's message callback on a client SSL: counts the records after the handshake (see dial). */
-static void client_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
-                          void *arg)
-{
-    (void)version;
-    (void)ssl;
-    struct cdn_conn *c = arg;
-    if (!c->tls_done)
-        return; /* handshake records: under the handshake keys */
-    if (content_type == SSL3_RT_HEADER)
-        *(write_p ? &c->dial->wrecs : &c->dial->rrecs) += 1;
-    else if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE)
-        c->dial->key_update = true;
-}
-
 struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *ctx,
                                   const char *tls_name, bool verify, size_t in_cap, cdn_conn_cb *cb,
                                   void *data)
@@ -1009,8 +989,6 @@ struct cdn_conn *cdn_conn_connect(uv_loop_t *loop, const char *host, uint16_t po
         char key[320];
         snprintf(key, sizeof(key), "%s|%u|%s", host, port, tls_name != NULL ? tls_name : host);
         cdn_tls_client_resume(c->ssl, key);
-        SSL_set_msg_callback(c->ssl, client_msg_cb);
-        SSL_set_msg_callback_arg(c->ssl, c);
     }
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
@@ -1072,18 +1050,10 @@ bool cdn_conn_peer_verified(const struct cdn_conn *c)
     return SSL_get0_peer_certificate(c->ssl) != NULL && SSL_get_verify_result(c->ssl) == X509_V_OK;
 }
 
-bool cdn_conn_took_over(struct cdn_conn *c)
-{
-    if (c->trec == NULL || c->took_told)
-        return false;
-    c->took_told = 1;
-    return true;
-}
-
 void cdn_conn_allow_takeover(struct cdn_conn *c)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
-    if (c->ssl != NULL && c->tls_done && SSL_version(c->ssl) == TLS1_3_VERSION)
+    if (c->ssl != NULL && c->tls_done && !c->is_client && SSL_version(c->ssl) == TLS1_3_VERSION)
         c->takeover = 1;
 }
 
@@ -1094,8 +1064,8 @@ enum { PROBE_LEN = 5 + 1 + 1 + 16 }; /* header, 'x', inner content type, tag */
 /* Which sequence number OpenSSL's next record would carry: after its Finished it sent 0, 1 or more
  * session tickets, and it does not say how many. So it seals a one-byte probe that is never sent,
  * and the probe opened with the server's own secret tells; our first record takes its number. */
-static bool probe_seq(struct cdn_conn *c, uint16_t suite, const uint8_t *own, const uint8_t *other,
-                      size_t len, uint64_t first, uint64_t *seq)
+static bool probe_seq(struct cdn_conn *c, uint16_t suite, const uint8_t *cs, const uint8_t *ss, size_t len,
+                      uint64_t *seq)
 {
     size_t mark = c->out.len;
     err_reset();
@@ -1108,9 +1078,10 @@ static bool probe_seq(struct cdn_conn *c, uint16_t suite, const uint8_t *own, co
         cdn_buf_init(&in);
         cdn_buf_init(&plain);
         cdn_buf_init(&junk);
+        uint64_t first = (uint64_t)SSL_get_num_tickets(c->ssl);
         for (uint64_t i = 0; i <= 16 && !found; i++) {
-            uint64_t k = i == 0 ? first : i - 1; /* the likely number first: nearly always right */
-            struct cdn_trec *t = cdn_trec_new(suite, own, other, len, k, 0);
+            uint64_t k = i == 0 ? first : i - 1; /* the number of tickets first: nearly always right */
+            struct cdn_trec *t = cdn_trec_new(suite, ss, cs, len, k, 0);
             if (t == NULL)
                 break;
             cdn_buf_reset(&in);
@@ -1137,24 +1108,18 @@ static void tls_takeover(struct cdn_conn *c)
         SSL_has_pending(ssl))
         return;
     /* a certificate is kept past the SSL only when it verified (a log-only verdict keeps OpenSSL) */
-    bool client = c->is_client;
-    X509 *peer = client ? NULL : SSL_get0_peer_certificate(ssl);
+    X509 *peer = SSL_get0_peer_certificate(ssl);
     if (peer != NULL && SSL_get_verify_result(ssl) != X509_V_OK)
         return;
-    if (client && c->dial->key_update)
-        return; /* the secrets captured at the handshake are no longer the keys in use */
     const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
     uint16_t suite = cipher != NULL ? SSL_CIPHER_get_protocol_id(cipher) : 0;
     uint8_t cs[EVP_MAX_MD_SIZE], ss[EVP_MAX_MD_SIZE];
     size_t len = 0;
     if (cdn_tls_take_secrets(ssl, cs, ss, &len) != 0)
         return;
-    const uint8_t *own = client ? cs : ss, *other = client ? ss : cs;
-    struct cdn_trec *rec = cdn_trec_new(suite, other, own, len, 0, 0);
+    struct cdn_trec *rec = cdn_trec_new(suite, cs, ss, len, 0, 0);
     uint64_t wseq = 0;
-    /* a server's first guess: the tickets it sent; a client's: the records it wrote */
-    uint64_t guess = client ? c->dial->wrecs : (uint64_t)SSL_get_num_tickets(ssl);
-    if (rec != NULL && !probe_seq(c, suite, own, other, len, guess, &wseq)) {
+    if (rec != NULL && !probe_seq(c, suite, cs, ss, len, &wseq)) {
         /* OpenSSL's sequence number moved past a record nobody will see: this connection is lost */
         cdn_trec_free(&rec);
         snprintf(c->err, sizeof(c->err), "TLS record layer takeover failed");
@@ -1165,11 +1130,7 @@ static void tls_takeover(struct cdn_conn *c)
     }
     if (rec != NULL) {
         cdn_trec_free(&rec);
-        /* read: a server took over before it read anything; a client counted what OpenSSL read
-         * (session tickets and responses) */
-        rec = cdn_trec_new(suite, other, own, len, client ? c->dial->rrecs : 0, wseq);
-        if (rec != NULL && client)
-            cdn_trec_set_client(rec);
+        rec = cdn_trec_new(suite, cs, ss, len, 0, wseq); /* read: nothing was read since the handshake */
     }
     OPENSSL_cleanse(cs, sizeof(cs));
     OPENSSL_cleanse(ss, sizeof(ss));
@@ -1181,18 +1142,14 @@ static void tls_takeover(struct cdn_conn *c)
         if (k > 0)
             cdn_buf_commit(&c->rx, (size_t)k);
     }
-    const char *sni = client ? NULL : SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     c->tls_sni = sni != NULL ? cdn_xstrdup(sni) : NULL;
     if (peer != NULL) {
         X509_up_ref(peer);
         c->peer_cert = peer;
         c->peer_chain = cdn_tls_get1_verified_chain(ssl);
     }
-    if (c->accept_ctx != NULL)
-        SSL_CTX_up_ref(c->accept_ctx);
-    /* the connection goes on: not an unclean end, which would make OpenSSL drop the session from
-     * resumption (ssl_clear_bad_session) */
-    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_CTX_up_ref(c->accept_ctx);
     SSL_free(ssl);
     c->ssl = NULL;
     c->rbio = c->wbio = NULL;

@@ -48,10 +48,9 @@ struct cdn_conn {
     unsigned is_client : 1, reading : 1, writing : 1, closing : 1, ending : 1, eof : 1, tls_done : 1,
         want_drain : 1, resolving : 1, connected : 1, shut_sent : 1, sock_eof : 1, tls_eof : 1, sink : 1,
         wshut : 1,
-        uv_rd : 1,     /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
-        tls : 1,       /* a TLS connection (OpenSSL's record layer, or trec after the takeover) */
-        takeover : 1,  /* the owner allowed cdn_conn_allow_takeover; cleared once tried */
-        took_told : 1; /* cdn_conn_took_over answered true */
+        uv_rd : 1,    /* libuv is reading the socket; may stay on while !reading (see cdn_conn_read_stop) */
+        tls : 1,      /* a TLS connection (OpenSSL's record layer, or trec after the takeover) */
+        takeover : 1; /* the owner allowed cdn_conn_allow_takeover; cleared once tried */
     int deferred_err;
     uint64_t deadline, timer_due; /* cdn_conn_set_timeout: when it expires (0: none), when c->timer fires */
     int paused_err;               /* a socket error met while paused, reported once reading resumes */
@@ -145,14 +144,7 @@ bool cdn_conn_peer_verified(const struct cdn_conn *c);
  * verified chain are kept, up-referenced), and the listener's SSL_CTX stays alive as
  * long as the conn (owners may hold pointers into its ex_data, such as the SNI rule). TLS 1.2, a
  * cipher suite lib/trec does not know, or secrets that were not captured leave OpenSSL in charge.
- *
- * Client side, once an exchange is complete (the pool): OpenSSL has then read the server's session
- * tickets, which resumption needs. Its read sequence number is the count of records it read since
- * the handshake (a message callback counts them); a KeyUpdate that went through OpenSSL keeps it in
- * charge. Later tickets are skipped by lib/trec.
  */
 void cdn_conn_allow_takeover(struct cdn_conn *c);
-/* True once: the first time it is asked after c's records moved to lib/trec (for counting). */
-bool cdn_conn_took_over(struct cdn_conn *c);
 
 #endif

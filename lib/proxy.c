@@ -812,21 +812,13 @@ void proxy_append_connection(struct cdn_session *s, struct cdn_buf *b)
     proxy_append_str(b, "\r\n");
 }
 
-/* Back to the pool after a whole exchange. Its TLS 1.3 session tickets came before the response, so
- * OpenSSL has seen what resumption needs: lib/conn may move its records to lib/trec now. */
-static void pool_upstream(struct cdn_session *s)
-{
-    cdn_conn_allow_takeover(s->up);
-    cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
-}
-
 static void finish_response(struct cdn_session *s, bool up_clean)
 {
     if (s->resp_chunked_out)
         cdn_conn_write(s->down, "0\r\n\r\n", 5);
     if (up_clean && s->up_keepalive && s->req_done && s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 &&
         !proxy_stale(s))
-        pool_upstream(s);
+        cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
     else if (up_clean)
         cdn_conn_end(s->up);
     else
@@ -858,7 +850,7 @@ void proxy_release_upstream(struct cdn_session *s)
     bool reusable = s->up_keepalive && s->req_done && s->resp_kind == CDN_HTTP_BODY_NONE &&
                     s->up->in.len == 0 && cdn_conn_pending(s->up) == 0 && !proxy_stale(s);
     if (reusable)
-        pool_upstream(s);
+        cdn_pool_put(s->w->pool, s->up_key, s->up, proxy_conf(s)->timeouts.upstream_idle_ms);
     else
         cdn_conn_close(s->up);
     s->up = NULL;
@@ -1089,8 +1081,6 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
         send_upstream_request(s);
         return;
     case CDN_CONN_EV_READ:
-        if (cdn_conn_took_over(c))
-            proxy_count(s, CDN_STAT_upstream_tls_takeovers);
         if (s->state == ST_WAIT_RESP)
             read_response_head(s);
         else if (s->state == ST_RESP_BODY)

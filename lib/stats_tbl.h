@@ -149,10 +149,6 @@
     X(upstream_conns_opened, COUNTER, upstream_connections_opened, "", "Upstream connections opened")        \
     X(upstream_tls_full, COUNTER, upstream_tls_handshakes, "kind=\"full\"", CDN_STATS_H_UP_TLS)              \
     X(upstream_tls_resumed, COUNTER, upstream_tls_handshakes, "kind=\"resumed\"", CDN_STATS_H_UP_TLS)        \
-    X(upstream_tls_takeovers, COUNTER, upstream_tls_takeovers, "",                                           \
-      "Pooled upstream TLS 1.3 connections moved to cdn-node's own record layer after their first "          \
-      "exchange, "                                                                                           \
-      "OpenSSL's state freed")                                                                               \
     X(upstream_conns_reused, COUNTER, upstream_connections_reused, "",                                       \
       "Upstream requests sent on a kept-alive connection from the pool")                                     \
     X(upstream_response_seconds, HISTOGRAM, upstream_response_seconds, "",                                   \

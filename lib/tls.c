@@ -594,8 +594,6 @@ SSL_CTX *cdn_tls_client_ctx_new(const struct cdn_conf_upstream *u, char **err)
     common_setup(ctx);
     static const unsigned char h1[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1) - 1);
-    pthread_once(&secrets_once, secrets_index_init);
-    SSL_CTX_set_keylog_callback(ctx, keylog_cb); /* lib/conn's takeover of pooled connections */
     if (u->client_certificate != NULL &&
         use_cert_and_key(ctx, u->client_certificate, u->client_key, err) != 0)
         goto fail;

@@ -28,28 +28,27 @@
 #include "lib/trec.h"
 #include "lib/util.h"
 
-#define MAX_PLAIN             16384u            /* 2^14: the most application data one record carries */
-#define MAX_CIPHER            (MAX_PLAIN + 256) /* the longest record body allowed (RFC 8446 5.2) */
-#define HDR_LEN               5u
-#define TAG_LEN               16u
-#define IV_LEN                12u
-#define OVERHEAD              (HDR_LEN + 1 + TAG_LEN) /* header, inner content type, tag */
-#define SEAL_DIRECT           4096u /* from this size on a record is encrypted from the caller's bytes, uncopied */
-#define MAX_SECRET            48u
-#define MAX_KEY               32u
-#define CT_ALERT              21
-#define CT_HANDSHAKE          22
-#define CT_APPDATA            23
-#define HS_KEY_UPDATE         24
-#define HS_NEW_SESSION_TICKET 4
-#define AD_CLOSE              0
-#define AD_UNEXPECTED         10
-#define AD_BAD_MAC            20
-#define AD_OVERFLOW           22
-#define AD_ILLEGAL            47
-#define AD_DECODE             50
-#define AD_INTERNAL           80
-#define AD_USER_CANCEL        90
+#define MAX_PLAIN      16384u            /* 2^14: the most application data one record carries */
+#define MAX_CIPHER     (MAX_PLAIN + 256) /* the longest record body allowed (RFC 8446 5.2) */
+#define HDR_LEN        5u
+#define TAG_LEN        16u
+#define IV_LEN         12u
+#define OVERHEAD       (HDR_LEN + 1 + TAG_LEN) /* header, inner content type, tag */
+#define SEAL_DIRECT    4096u /* from this size on a record is encrypted from the caller's bytes, uncopied */
+#define MAX_SECRET     48u
+#define MAX_KEY        32u
+#define CT_ALERT       21
+#define CT_HANDSHAKE   22
+#define CT_APPDATA     23
+#define HS_KEY_UPDATE  24
+#define AD_CLOSE       0
+#define AD_UNEXPECTED  10
+#define AD_BAD_MAC     20
+#define AD_OVERFLOW    22
+#define AD_ILLEGAL     47
+#define AD_DECODE      50
+#define AD_INTERNAL    80
+#define AD_USER_CANCEL 90
 
 static const struct suite {
     uint16_t id;
@@ -71,11 +70,9 @@ struct cdn_trec {
     uint8_t riv[IV_LEN], wiv[IV_LEN];
     uint8_t hs[4]; /* the header of a handshake message split across records */
     uint8_t hslen;
-    uint32_t hskip;     /* client: the rest of a NewSessionTicket still to skip */
     uint8_t suite;      /* index into suites[] */
     uint8_t fail_alert; /* what failed: the alert we sent, or the peer's (fail_peer) */
-    unsigned eof : 1, failed : 1, fail_peer : 1, wdone : 1, /* wdone: close_notify or a fatal alert sent */
-        client : 1;
+    unsigned eof : 1, failed : 1, fail_peer : 1, wdone : 1; /* wdone: close_notify or a fatal alert sent */
 };
 
 /* A suite's AEAD as its provider implements it. */
@@ -281,11 +278,6 @@ void cdn_trec_trim(struct cdn_trec *r)
     free_ctx(r, &r->wctx);
 }
 
-void cdn_trec_set_client(struct cdn_trec *r)
-{
-    r->client = 1;
-}
-
 bool cdn_trec_pending(const struct cdn_trec *r)
 {
     return r->pend.len > 0;
@@ -472,9 +464,8 @@ static int open_record(struct cdn_trec *r, const uint8_t *hdr, uint8_t *ct, size
     return 0;
 }
 
-/* Handshake content after the handshake: KeyUpdate (4.6.3), and NewSessionTicket when we are the client.
- * Returns 0 or an alert to fail with. *answered: our own KeyUpdate already went out during this cdn_trec_open
- * call. */
+/* Handshake content after the handshake: only KeyUpdate is allowed from a client (4.6.3). Returns 0 or an
+ * alert to fail with. *answered: our own KeyUpdate already went out during this cdn_trec_open call. */
 static uint8_t on_handshake(struct cdn_trec *r, const uint8_t *p, size_t n, struct cdn_buf *out,
                             bool *answered)
 {
@@ -482,27 +473,12 @@ static uint8_t on_handshake(struct cdn_trec *r, const uint8_t *p, size_t n, stru
     if (n == 0)
         return AD_UNEXPECTED; /* zero-length handshake fragments are forbidden (5.1) */
     while (i < n) {
-        if (r->hskip > 0) { /* a client skips the body of a NewSessionTicket */
-            size_t k = n - i < r->hskip ? n - i : r->hskip;
-            i += k;
-            r->hskip -= (uint32_t)k;
-            if (r->hskip == 0)
-                r->hslen = 0;
-            continue;
-        }
         while (r->hslen < 4 && i < n)
             r->hs[r->hslen++] = p[i++];
-        bool ticket = r->client && r->hs[0] == HS_NEW_SESSION_TICKET;
-        if (r->hs[0] != HS_KEY_UPDATE && !ticket)
+        if (r->hs[0] != HS_KEY_UPDATE)
             return AD_UNEXPECTED;
         if (r->hslen < 4)
             return 0;
-        if (ticket) {
-            r->hskip = (uint32_t)r->hs[1] << 16 | (uint32_t)r->hs[2] << 8 | r->hs[3];
-            if (r->hskip < 9) /* lifetime, age_add, nonce, ticket and extensions lengths at least */
-                return AD_DECODE;
-            continue;
-        }
         if (r->hs[1] != 0 || r->hs[2] != 0 || r->hs[3] != 1)
             return AD_DECODE;
         if (i == n)

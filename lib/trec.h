@@ -19,18 +19,13 @@ struct cdn_trec;
 #define CDN_TREC_EOF 1 /* cdn_trec_open: the peer sent close_notify */
 
 /* cipher: the suite's 16-bit id (SSL_CIPHER_get_protocol_id). secret_len must be the suite's hash length
- * (32 or 48); read_secret is the peer's application traffic secret, write_secret ours (a server reads with
- * client_application_traffic_secret_N). Returns NULL for
+ * (32 or 48); read_secret is client_application_traffic_secret_N, write_secret the server's. Returns NULL for
  * an unsupported suite or a wrong length. Keys are derived at once; the secrets are kept (for KeyUpdate) and
  * wiped when freed. */
 struct cdn_trec *cdn_trec_new(uint16_t cipher, const uint8_t *read_secret, const uint8_t *write_secret,
                               size_t secret_len, uint64_t read_seq, uint64_t write_seq);
 /* NULL-safe; sets *r = NULL and cleanses every key. */
 void cdn_trec_free(struct cdn_trec **r);
-/* r is a client's: the server may also send NewSessionTicket messages, which are skipped (a client may
- * ignore them, RFC 8446 4.6.1; the tickets that count came before the takeover). The default is a
- * server's, for which any handshake message but KeyUpdate is unexpected. */
-void cdn_trec_set_client(struct cdn_trec *r);
 
 /* Seals n bytes of application data into records of at most 16384 plaintext bytes each, appended to out.
  * n == 0 appends nothing. 0, or CDN_ETLS (also after close_notify or a fatal alert was sent). */

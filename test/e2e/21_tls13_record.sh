@@ -56,10 +56,6 @@ done
 assert_eq "$(st edge 'd["tls_takeovers"]')" 2 "edge connections taken over"
 n=$(st regional 'd["tls_takeovers"]')
 [ "$n" -ge 1 ] || fail "regional connections taken over (mTLS, verified): $n"
-# the edge's pooled connections to the regional moved to lib/trec after their first exchange (the
-# 100 KB response and the later requests went over them)
-n=$(st edge 'd["upstream_tls_takeovers"]')
-[ "$n" -ge 1 ] || fail "edge upstream connections taken over: $n"
 
 # TLS 1.2 on the same listener stays with OpenSSL
 code=$(ecurl --tlsv1.2 --tls-max 1.2 -o /dev/null -w '%{http_code}' "$EDGE/hello") || fail "TLS 1.2: curl exit $?"

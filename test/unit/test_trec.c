@@ -771,47 +771,6 @@ START_TEST(key_update_split_across_records)
 }
 END_TEST
 
-/* A client's trec skips the server's NewSessionTickets, whole or split across records, and still
- * follows a KeyUpdate after them; a ticket too short to be one is a decode_error. */
-START_TEST(client_skips_session_tickets)
-{
-    static const char nst[] = "\x04\x00\x00\x0f"
-                              "\x00\x00\x1c\x20"
-                              "abcd"
-                              "\x00"
-                              "\x00\x02TT"
-                              "\x00\x00";
-    struct craft c;
-    craft_open(&c, _i);
-    cdn_trec_set_client(c.r);
-    peer(&c, 22, nst, sizeof(nst) - 1, 0);
-    peer(&c, 23, "a", 1, 0);
-    ck_assert_int_eq(copen(&c), 1);
-    /* split: the header over two records, the body over two; then a KeyUpdate in a record of its own */
-    peer(&c, 22, nst, 2, 0);
-    peer(&c, 22, nst + 2, 6, 0);
-    peer(&c, 22, nst + 8, sizeof(nst) - 1 - 8, 0);
-    peer(&c, 22, "\x18\x00\x00\x01\x00", 5, 0);
-    ck_assert_int_eq(copen(&c), 0);
-    t_next_secret(c.ts, c.rsec);
-    c.rseq = 0;
-    peer(&c, 23, "bc", 2, 0);
-    ck_assert_int_eq(copen(&c), 2);
-    ck_assert_mem_eq(cdn_buf_data(&c.plain), "abc", 3);
-    ck_assert_uint_eq(c.out.len, 0); /* nothing to answer */
-    /* two tickets in one record */
-    char two[2 * sizeof(nst)];
-    memcpy(two, nst, sizeof(nst) - 1);
-    memcpy(two + sizeof(nst) - 1, nst, sizeof(nst) - 1);
-    peer(&c, 22, two, 2 * (sizeof(nst) - 1), 0);
-    peer(&c, 23, "d", 1, 0);
-    ck_assert_int_eq(copen(&c), 1);
-    peer(&c, 22, "\x04\x00\x00\x03xyz", 7, 0);
-    expect_fatal(&c, 50, "TLS record: decode_error");
-    craft_close(&c);
-}
-END_TEST
-
 START_TEST(bad_handshake_messages)
 {
     static const struct {
@@ -887,7 +846,6 @@ Suite *suite_trec(void)
     tcase_add_loop_test(cr, key_update_split_across_records, 0, n);
     tcase_add_loop_test(cr, bad_handshake_messages, 0, n);
     tcase_add_test(cr, new_rejects_bad_arguments);
-    tcase_add_loop_test(cr, client_skips_session_tickets, 0, n);
     suite_add_tcase(s, cr);
     return s;
 }
