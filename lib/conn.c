@@ -92,8 +92,6 @@ static void conn_free(struct cdn_conn *c)
     cdn_trec_free(&c->trec);
     cdn_buf_dispose(&c->rx);
     free(c->tls_sni);
-    X509_free(c->peer_cert);
-    sk_X509_pop_free(c->peer_chain, X509_free);
     cdn_buf_dispose(&c->in);
     cdn_buf_dispose(&c->out);
     cdn_buf_dispose(&c->wbuf);
@@ -1038,18 +1036,6 @@ const char *cdn_conn_sni(const struct cdn_conn *c)
     return c->ssl != NULL ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
-X509 *cdn_conn_peer_cert(const struct cdn_conn *c)
-{
-    return c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : c->peer_cert;
-}
-
-bool cdn_conn_peer_verified(const struct cdn_conn *c)
-{
-    if (c->ssl == NULL)
-        return c->peer_cert != NULL; /* kept only when it verified */
-    return SSL_get0_peer_certificate(c->ssl) != NULL && SSL_get_verify_result(c->ssl) == X509_V_OK;
-}
-
 void cdn_conn_allow_takeover(struct cdn_conn *c)
 {
     CDN_CHECK_OBJ(c, CDN_CONN_MAGIC);
@@ -1107,10 +1093,6 @@ static void tls_takeover(struct cdn_conn *c)
     if (ssl == NULL || !c->tls_done || c->tls_eof || c->closing || c->ending || SSL_pending(ssl) > 0 ||
         SSL_has_pending(ssl))
         return;
-    /* a certificate is kept past the SSL only when it verified (a log-only verdict keeps OpenSSL) */
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-    if (peer != NULL && SSL_get_verify_result(ssl) != X509_V_OK)
-        return;
     const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
     uint16_t suite = cipher != NULL ? SSL_CIPHER_get_protocol_id(cipher) : 0;
     uint8_t cs[EVP_MAX_MD_SIZE], ss[EVP_MAX_MD_SIZE];
@@ -1144,11 +1126,6 @@ static void tls_takeover(struct cdn_conn *c)
     }
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     c->tls_sni = sni != NULL ? cdn_xstrdup(sni) : NULL;
-    if (peer != NULL) {
-        X509_up_ref(peer);
-        c->peer_cert = peer;
-        c->peer_chain = cdn_tls_get1_verified_chain(ssl);
-    }
     SSL_CTX_up_ref(c->accept_ctx);
     SSL_free(ssl);
     c->ssl = NULL;

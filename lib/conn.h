@@ -56,16 +56,14 @@ struct cdn_conn {
     int paused_err;               /* a socket error met while paused, reported once reading resumes */
     SSL *ssl;                     /* NULL for plain TCP, and after the takeover */
     BIO *rbio, *wbio;
-    struct cdn_trec *trec;       /* TLS 1.3 record layer after the takeover (lib/trec) */
-    struct cdn_buf rx;           /* trec: ciphertext received, not yet opened */
-    SSL_CTX *accept_ctx;         /* server: the listener's context (held once the SSL is freed) */
-    char *tls_sni;               /* trec: the server name the client sent, or NULL */
-    X509 *peer_cert;             /* trec: the client certificate the handshake verified, or NULL */
-    STACK_OF(X509) * peer_chain; /* trec: its verified chain, leaf first (NULL if it could not be built) */
-    struct cdn_buf in;           /* plaintext received, owner consumes */
-    struct cdn_buf out;          /* bytes queued behind the write in flight */
-    struct cdn_buf wbuf;         /* bytes of the write in flight */
-    struct cdn_buf plain;        /* TLS plaintext gathered while corked */
+    struct cdn_trec *trec; /* TLS 1.3 record layer after the takeover (lib/trec) */
+    struct cdn_buf rx;     /* trec: ciphertext received, not yet opened */
+    SSL_CTX *accept_ctx;   /* server: the listener's context (held once the SSL is freed) */
+    char *tls_sni;         /* trec: the server name the client sent, or NULL */
+    struct cdn_buf in;     /* plaintext received, owner consumes */
+    struct cdn_buf out;    /* bytes queued behind the write in flight */
+    struct cdn_buf wbuf;   /* bytes of the write in flight */
+    struct cdn_buf plain;  /* TLS plaintext gathered while corked */
     unsigned corked;
     size_t in_cap; /* c->in never grows past this; owner must consume or stop reading */
     cdn_conn_cb *cb;
@@ -130,18 +128,13 @@ void cdn_conn_close_all(void);
 /* TLS details for logs (NULL when plain or not negotiated). */
 const char *cdn_conn_tls_version(const struct cdn_conn *c);
 const char *cdn_conn_sni(const struct cdn_conn *c);
-/* The peer's certificate: the SSL's (verified or not), or the one a takeover kept (always verified). */
-X509 *cdn_conn_peer_cert(const struct cdn_conn *c);
-/* Whether the peer sent a certificate and the handshake verified it. */
-bool cdn_conn_peer_verified(const struct cdn_conn *c);
 
 /*
- * Server side, from the OPEN event, when the owner will not need c->ssl again (no log-only verdict;
- * a client certificate, if any, verified): at the first read, write or trim that follows, a TLS 1.3
- * connection moves its application data to our own record layer (lib/trec) and frees OpenSSL's
+ * Server side, from the OPEN event, when the owner will not need c->ssl again (no client
+ * certificate to report, no log-only verdict): at the first read, write or trim that follows, a TLS
+ * 1.3 connection moves its application data to our own record layer (lib/trec) and frees OpenSSL's
  * state, about 14 KiB of the 16 an idle connection would keep. c->ssl is NULL from then on;
- * cdn_conn_tls_version, cdn_conn_sni and cdn_conn_peer_cert keep answering (the certificate and its
- * verified chain are kept, up-referenced), and the listener's SSL_CTX stays alive as
+ * cdn_conn_tls_version and cdn_conn_sni keep answering, and the listener's SSL_CTX stays alive as
  * long as the conn (owners may hold pointers into its ex_data, such as the SNI rule). TLS 1.2, a
  * cipher suite lib/trec does not know, or secrets that were not captured leave OpenSSL in charge.
  */

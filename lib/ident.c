@@ -138,9 +138,28 @@ static void append_header(struct cdn_buf *b, const char *name, const char *value
     cdn_buf_append(b, "\r\n", 2);
 }
 
-/* RFC 9440 2.3: the chain the leaf was verified with, leaf excluded, each as an sf-binary. */
-static void append_chain(STACK_OF(X509) * chain, struct cdn_buf *b)
+/* A resumed session was not verified again, so OpenSSL has no verified chain for it: build it again
+ * from the leaf, what the client sent and the context's trust store. NULL if that fails now. */
+static STACK_OF(X509) * rebuild_chain(SSL *ssl, X509 *leaf)
 {
+    STACK_OF(X509) *chain = NULL;
+    X509_STORE_CTX *x = X509_STORE_CTX_new();
+    if (x != NULL &&
+        X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), leaf,
+                            SSL_get_peer_cert_chain(ssl)) == 1 &&
+        X509_verify_cert(x) == 1)
+        chain = X509_STORE_CTX_get1_chain(x);
+    X509_STORE_CTX_free(x);
+    ERR_clear_error();
+    return chain;
+}
+
+/* RFC 9440 2.3: the chain the leaf was verified with, leaf excluded, each as an sf-binary. */
+static void append_chain(SSL *ssl, X509 *leaf, struct cdn_buf *b)
+{
+    STACK_OF(X509) *owned = NULL, *chain = SSL_get0_verified_chain(ssl);
+    if (chain == NULL)
+        chain = owned = rebuild_chain(ssl, leaf);
     if (chain != NULL && sk_X509_num(chain) >= 2) {
         cdn_buf_append(b, "Client-Cert-Chain: ", 19);
         for (int i = 1; i < sk_X509_num(chain); i++) { /* 0 is the leaf */
@@ -160,27 +179,7 @@ static void append_chain(STACK_OF(X509) * chain, struct cdn_buf *b)
         }
         cdn_buf_append(b, "\r\n", 2);
     }
-}
-
-/* What id asks of a verified certificate x and its chain (Client-Cert-Chain and the identity headers). */
-static void append_cert(const struct cdn_conf_identity *id, X509 *x, STACK_OF(X509) * chain,
-                        struct cdn_buf *b)
-{
-    if (id->client_cert_chain)
-        append_chain(chain, b);
-    if (!id->headers)
-        return;
-    char *v = cdn_xmalloc(IDENT_VALUE_MAX);
-    name_string(X509_get_subject_name(x), v, IDENT_VALUE_MAX);
-    append_header(b, id->subject_header, v);
-    name_string(X509_get_issuer_name(x), v, IDENT_VALUE_MAX);
-    append_header(b, id->issuer_header, v);
-    sans_string(x, v, IDENT_VALUE_MAX);
-    if (v[0] != '\0')
-        append_header(b, id->sans_header, v);
-    cdn_pin_fingerprint_hex(x, v, IDENT_VALUE_MAX);
-    append_header(b, id->fingerprint_header, v);
-    free(v);
+    sk_X509_pop_free(owned, X509_free);
 }
 
 void cdn_ident_append_none(const struct cdn_conf_identity *id, struct cdn_buf *b)
@@ -201,19 +200,22 @@ void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_b
     X509 *x = SSL_get0_peer_certificate(ssl);
     if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
         return; /* nothing about a certificate that was not verified */
-    STACK_OF(X509) *chain = id->client_cert_chain ? cdn_tls_get1_verified_chain(ssl) : NULL;
-    append_cert(id, x, chain, b);
-    sk_X509_pop_free(chain, X509_free);
+    if (id->client_cert_chain)
+        append_chain(ssl, x, b);
+    if (!id->headers)
+        return;
+    char *v = cdn_xmalloc(IDENT_VALUE_MAX);
+    name_string(X509_get_subject_name(x), v, IDENT_VALUE_MAX);
+    append_header(b, id->subject_header, v);
+    name_string(X509_get_issuer_name(x), v, IDENT_VALUE_MAX);
+    append_header(b, id->issuer_header, v);
+    sans_string(x, v, IDENT_VALUE_MAX);
+    if (v[0] != '\0')
+        append_header(b, id->sans_header, v);
+    cdn_pin_fingerprint_hex(x, v, IDENT_VALUE_MAX);
+    append_header(b, id->fingerprint_header, v);
+    free(v);
 }
-
-void cdn_ident_append_verified(const struct cdn_conf_identity *id, X509 *x, STACK_OF(X509) * chain,
-                               struct cdn_buf *b)
-{
-    if (id->headers)
-        append_header(b, id->status_header, "SUCCESS");
-    append_cert(id, x, chain, b);
-}
-
 
 static const char *level_name(int level)
 {

@@ -44,10 +44,6 @@ void cdn_ident_append(const struct cdn_conf_identity *id, SSL *ssl, struct cdn_b
 /* What cdn_ident_append adds for a TLS connection that sent no certificate and had no log-only
  * verdict (its SSL may be gone: lib/conn takeover): the status header, NONE, when headers are on. */
 void cdn_ident_append_none(const struct cdn_conf_identity *id, struct cdn_buf *b);
-/* The same for a verified certificate x whose SSL is gone: status SUCCESS, and what id asks of x and of
- * its verified chain (leaf first; NULL: no Client-Cert-Chain). */
-void cdn_ident_append_verified(const struct cdn_conf_identity *id, X509 *x, STACK_OF(X509) * chain,
-                               struct cdn_buf *b);
 
 /* At the end of a successful handshake: when a log_only rule let a refusal through, counts it
  * (client_certs_log_only) and writes the failure line marked log_only. Returns whether it did. */

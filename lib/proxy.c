@@ -197,10 +197,10 @@ void proxy_count(struct cdn_session *s, enum cdn_stat id)
 /* The client certificate's subject and SHA-256, once per connection (for the access log). */
 static void client_identity(struct cdn_session *s)
 {
-    if (s->client_id_done || !s->down->tls)
+    if (s->client_id_done || s->down->ssl == NULL)
         return;
     s->client_id_done = true;
-    X509 *x = cdn_conn_peer_cert(s->down);
+    X509 *x = SSL_get0_peer_certificate(s->down->ssl);
     if (x == NULL)
         return;
     BIO *b = BIO_new(BIO_s_mem());
@@ -259,9 +259,8 @@ static void log_access(struct cdn_session *s)
     v[CDN_ALOG_referer] = s->referer;
     char cert[64];
     v[CDN_ALOG_client_cert_status] = s->down->ssl != NULL ? cdn_ident_status(s->down->ssl, cert, sizeof(cert))
-                                     : !s->down->tls      ? NULL
-                                     : s->down->peer_cert ? "SUCCESS" /* taken over: verified, no verdict */
-                                                          : "NONE";
+                                     : s->down->tls ? "NONE" /* taken over: no certificate, no verdict */
+                                                    : NULL;
     struct cdn_buf line;
     cdn_buf_init(&line);
     cdn_alog_render(s->gen->alog, v, len, &line);
@@ -341,9 +340,12 @@ void proxy_append_header(struct cdn_buf *b, const struct cdn_http_header *h)
  * which edge asked. Only after a successful verification; never on a plain or anonymous connection. */
 static void append_client_cert(struct cdn_session *s, struct cdn_buf *b)
 {
-    if (!cdn_conn_peer_verified(s->down))
+    SSL *ssl = s->down->ssl;
+    if (ssl == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
         return;
-    X509 *cert = cdn_conn_peer_cert(s->down);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    if (cert == NULL)
+        return;
     unsigned char *der = NULL;
     int n = i2d_X509(cert, &der);
     if (n <= 0)
@@ -394,8 +396,6 @@ static void build_upstream_head(struct cdn_session *s, const struct cdn_http_req
     append_client_cert(s, b);
     if (s->down->ssl != NULL)
         cdn_ident_append(&proxy_conf(s)->identity, s->down->ssl, b);
-    else if (s->down->peer_cert != NULL) /* taken over (lib/conn): kept because it verified */
-        cdn_ident_append_verified(&proxy_conf(s)->identity, s->down->peer_cert, s->down->peer_chain, b);
     else if (s->down->tls)
         cdn_ident_append_none(&proxy_conf(s)->identity, b);
     if (s->pc.validators.len > 0) /* our revalidation of a stored response */
@@ -602,12 +602,12 @@ static void handle_request(struct cdn_session *s, const struct cdn_http_request 
     }
     /* Host != SNI: a Host whose SNI rule asks more than the connection was verified under */
     if (s->lis->sni != NULL && s->down->tls &&
-        (s->down->ssl != NULL ? cdn_sni_check_host(s->lis->sni, s->down->ssl, req->host, req->host_len,
-                                                   (unsigned long long)s->down->id, s->down->peer)
-                              : cdn_sni_check_host_policy(
-                                    s->lis->sni, s->down_policy, s->down->peer_cert != NULL,
-                                    s->down->peer_cert != NULL, cdn_conn_sni(s->down), req->host,
-                                    req->host_len, (unsigned long long)s->down->id, s->down->peer)) == 421) {
+        (s->down->ssl != NULL
+             ? cdn_sni_check_host(s->lis->sni, s->down->ssl, req->host, req->host_len,
+                                  (unsigned long long)s->down->id, s->down->peer)
+             : cdn_sni_check_host_policy(s->lis->sni, s->down_policy, false, false, cdn_conn_sni(s->down),
+                                         req->host, req->host_len, (unsigned long long)s->down->id,
+                                         s->down->peer)) == 421) {
         cdn_buf_consume(&s->down->in, head_len);
         proxy_send_error(s, 421, true);
         return;
@@ -1117,7 +1117,7 @@ static void up_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
 /* The client-certificate level in force on c: the SNI rule's when one matched, else the listener's. */
 static int client_auth_of(const struct cdn_session *s, const struct cdn_conn *c)
 {
-    const struct cdn_sni_policy *p = c->ssl != NULL ? cdn_sni_of(c->ssl) : s->down_policy;
+    const struct cdn_sni_policy *p = c->ssl != NULL ? cdn_sni_of(c->ssl) : NULL;
     return p != NULL ? p->level : s->lis->client_auth;
 }
 
@@ -1141,10 +1141,10 @@ static void down_event(struct cdn_conn *c, enum cdn_conn_event ev, int status)
             client_auth_of(s, c) != CDN_CLIENT_AUTH_NONE && SSL_get0_peer_certificate(c->ssl) != NULL)
             cdn_stats_inc(&s->w->stats, CDN_STAT_client_certs_verified);
         cdn_conn_set_timeout(c, proxy_conf(s)->timeouts.request_header_ms);
-        /* Nothing below needs the SSL object again when no log-only rule let a failure through: lib/conn
-         * may free it (about 14 KiB a connection) and keep a verified certificate on its own. */
-        if (c->ssl != NULL && cdn_ident_log_only_reason(c->ssl) == CDN_STAT__SLOTS &&
-            (SSL_get0_peer_certificate(c->ssl) == NULL || SSL_get_verify_result(c->ssl) == X509_V_OK)) {
+        /* Nothing below needs the SSL object again when no certificate came and no log-only rule
+         * let a failure through: lib/conn may free it (about 14 KiB a connection). */
+        if (c->ssl != NULL && SSL_get0_peer_certificate(c->ssl) == NULL &&
+            cdn_ident_log_only_reason(c->ssl) == CDN_STAT__SLOTS) {
             s->down_policy = cdn_sni_of(c->ssl);
             cdn_conn_allow_takeover(c);
         }

@@ -320,7 +320,8 @@ static bool split_target(const char *t, char *host, size_t hostsize, int *port)
 /* The conn carries a client certificate that the handshake verified. */
 static bool client_verified(const struct cdn_session *s)
 {
-    return cdn_conn_peer_verified(s->down);
+    SSL *ssl = s->down->ssl;
+    return ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL && SSL_get_verify_result(ssl) == X509_V_OK;
 }
 
 bool proxy_tunnel_request(struct cdn_session *s, const struct cdn_http_request *req, size_t head_len)

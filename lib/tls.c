@@ -197,25 +197,6 @@ int cdn_tls_take_secrets(SSL *ssl, uint8_t *client, uint8_t *server, size_t *len
     return rc;
 }
 
-STACK_OF(X509) * cdn_tls_get1_verified_chain(SSL *ssl)
-{
-    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
-    if (chain != NULL)
-        return X509_chain_up_ref(chain);
-    X509 *leaf = SSL_get0_peer_certificate(ssl);
-    if (leaf == NULL)
-        return NULL;
-    X509_STORE_CTX *x = X509_STORE_CTX_new();
-    if (x != NULL &&
-        X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), leaf,
-                            SSL_get_peer_cert_chain(ssl)) == 1 &&
-        X509_verify_cert(x) == 1)
-        chain = X509_STORE_CTX_get1_chain(x);
-    X509_STORE_CTX_free(x);
-    ERR_clear_error();
-    return chain;
-}
-
 SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_auth, const char *ca_file,
                                 char **err)
 {
@@ -228,8 +209,10 @@ SSL_CTX *cdn_tls_server_ctx_new(const char *cert, const char *key, int client_au
     SSL_CTX_set_info_callback(ctx, cdn_tls_note_alert); /* lib/sni.c replaces it with one that also logs */
     SSL_CTX_set_session_id_context(ctx, session_ctx_id, sizeof(session_ctx_id) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    /* only where a connection can end up without a client certificate, the takeover's condition */
     pthread_once(&secrets_once, secrets_index_init);
-    SSL_CTX_set_keylog_callback(ctx, keylog_cb); /* lib/conn's takeover */
+    if (client_auth != CDN_CLIENT_AUTH_REQUIRE)
+        SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     if (use_cert_and_key(ctx, cert, key, err) != 0)
         goto fail;
     if (client_auth != CDN_CLIENT_AUTH_NONE) {

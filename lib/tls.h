@@ -58,11 +58,6 @@ void cdn_tls_server_switch_ctx(SSL *ssl, SSL_CTX *ctx, const char *sid_ctx);
  * and wipes the connection's copy. Returns 0, or CDN_EINVAL when they were not both captured (TLS
  * 1.2, or a context not made by cdn_tls_server_ctx_new). */
 int cdn_tls_take_secrets(SSL *ssl, uint8_t *client, uint8_t *server, size_t *len);
-/* The chain the peer's certificate verified with, leaf first, up-referenced (free with
- * sk_X509_pop_free(chain, X509_free)). A resumed session was not verified again, so OpenSSL has no
- * chain for it: it is built again from the leaf, what the peer sent and the context's trust store.
- * NULL when there is no certificate or that fails now. */
-STACK_OF(X509) * cdn_tls_get1_verified_chain(SSL *ssl);
 
 /* Client context for upstream connections: presents u->client_certificate when set, verifies the
  * peer against u->ca_file (or the system store) unless u->verify is false. NULL + *err on failure. */

@@ -13,10 +13,7 @@ write_config() { # write_config IDENTITY_YAML
     regional_config "$T/regional.yaml"
     sed -i 's/client_auth: require/client_auth: request/' "$T/regional.yaml"
     printf '%s\n' "$1" >>"$T/regional.yaml"
-    printf 'admin:\n  port: 0\n' >>"$T/regional.yaml"
 }
-# takeovers: the regional's tls_takeovers (TLS 1.3 connections whose records left OpenSSL, lib/conn)
-takeovers() { curl -sS "http://127.0.0.1:$(port_of regional admin)/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tls_takeovers"])'; }
 # seen ARGS...: the request headers the origin got for GET /headers, as a client of the regional
 seen() {
     curl -sS --cacert "$PKI/ca.crt" --resolve "$REGIONAL_HOST:$rp:127.0.0.1" -H "Host: $REGIONAL_HOST" "$@" \
@@ -62,10 +59,6 @@ for v in -tls1_3 -tls1_2; do
     assert_contains "$out" "Client-Cert-Chain: :$want_ca:" "Client-Cert-Chain on a resumed session ($v)"
     assert_contains "$out" "X-Edge-Subject: $subject" "subject on a resumed session ($v)"
 done
-# every TLS 1.3 connection above carried a verified certificate and was taken over; the headers came
-# from the certificate and chain lib/conn kept (the resumed one's chain built again at the takeover)
-n=$(takeovers)
-[ "$n" -ge 3 ] || fail "regional tls_takeovers: $n, expected at least 3 (curl and both -tls1_3 s_clients)"
 # without a certificate (client_auth request): no identity, status NONE, spoofs still dropped
 out=$(seen) || fail "curl without a certificate: exit $?"
 assert_not_contains "$out" "spoofed" "origin headers (no certificate)"

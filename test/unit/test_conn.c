@@ -219,7 +219,6 @@ struct world {
     uv_timer_t t[3];
     bool flag[4];
     bool takeover;     /* servers allow the TLS 1.3 takeover at OPEN (lib/trec) */
-    bool cert;         /* with takeover: the client presents a certificate the server requires */
     unsigned took;     /* server READ events that came through lib/trec */
     uint64_t t0, mark; /* a time or a length, per test */
 };
@@ -236,20 +235,6 @@ static void takeover_check(struct peer *p, enum cdn_conn_event ev)
         ck_assert_ptr_null(c->ssl);
         ck_assert_str_eq(cdn_conn_tls_version(c), "TLSv1.3");
         ck_assert_str_eq(cdn_conn_sni(c), "localhost");
-        if (W.cert) { /* kept apart from the freed SSL: the verified certificate and its chain */
-            ck_assert(cdn_conn_peer_verified(c));
-            X509 *x = cdn_conn_peer_cert(c);
-            ck_assert_ptr_nonnull(x);
-            char cn[64] = "";
-            X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
-            ck_assert_str_eq(cn, "edge-1");
-            ck_assert_ptr_nonnull(c->peer_chain);
-            ck_assert_int_eq(sk_X509_num(c->peer_chain), 2); /* leaf, CA */
-            ck_assert_ptr_eq(sk_X509_value(c->peer_chain, 0), x);
-        } else {
-            ck_assert(!cdn_conn_peer_verified(c));
-            ck_assert_ptr_null(cdn_conn_peer_cert(c));
-        }
         W.took++;
     }
 }
@@ -434,7 +419,7 @@ static void run_all_before_eof_paused(SSL_CTX *s, SSL_CTX *c)
  * certificate); with `reads`, the server must have read through lib/trec. */
 static void with_takeover(void (*run)(SSL_CTX *, SSL_CTX *), bool reads)
 {
-    SSL_CTX *s = server_ctx(W.cert ? CDN_CLIENT_AUTH_REQUIRE : CDN_CLIENT_AUTH_NONE), *c = client_ctx(W.cert);
+    SSL_CTX *s = server_ctx(CDN_CLIENT_AUTH_NONE), *c = client_ctx(false);
     W.takeover = true;
     run(s, c);
     if (reads)
@@ -461,14 +446,6 @@ static void run_mutual(SSL_CTX *s, SSL_CTX *c)
  * close_notify and the peer's, against OpenSSL on the other side. */
 START_TEST(tls_takeover_data_both_ways)
 {
-    with_takeover(run_mutual, true);
-}
-END_TEST
-
-/* mTLS: a verified client certificate no longer keeps OpenSSL; the conn keeps it and its chain. */
-START_TEST(tls_takeover_verified_client_cert)
-{
-    W.cert = true;
     with_takeover(run_mutual, true);
 }
 END_TEST
@@ -1183,7 +1160,6 @@ Suite *suite_conn(void)
     tcase_add_test(tls, tls_cork_keeps_order);
     tcase_add_test(tls, tls_server_paused_in_open_keeps_data);
     tcase_add_test(tls, tls_takeover_data_both_ways);
-    tcase_add_test(tls, tls_takeover_verified_client_cert);
     tcase_add_test(tls, tls_takeover_backpressure);
     tcase_add_test(tls, tls_takeover_all_bytes_before_eof);
     tcase_add_test(tls, tls_takeover_paused_in_open_keeps_data);
