@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -427,6 +428,12 @@ static void on_fill_async(uv_async_t *a)
     proxy_cache_on_fill_drain(w);
 }
 
+#ifdef __GLIBC__
+/* One malloc_trim at a time, never while workers stop: glibc aborted at a worker's exit
+ * (__malloc_arena_thread_freeres: a->attached_threads > 0) twice in the e2e suite while both workers
+ * had just trimmed at the same tick. The trim walks every arena anyway; a second one adds nothing. */
+static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
 #define TRIM_EVERY_MS    1000 /* an idle connection gives its buffers back after 1 to 2 s */
 #define TRIM_RELEASE_MIN 64   /* this many trimmed in one tick: return free heap pages to the system */
 
@@ -442,8 +449,11 @@ static void on_trim(uv_timer_t *t)
     bool burst_over = n == w->trim_requests && w->trim_busy;
     w->trim_busy = n != w->trim_requests;
     w->trim_requests = n;
-    if (cdn_proxy_trim_idle(w, TRIM_EVERY_MS) >= TRIM_RELEASE_MIN || burst_over)
+    if ((cdn_proxy_trim_idle(w, TRIM_EVERY_MS) >= TRIM_RELEASE_MIN || burst_over) && !w->stopping &&
+        pthread_mutex_trylock(&trim_lock) == 0) {
         malloc_trim(0);
+        pthread_mutex_unlock(&trim_lock);
+    }
 #else
     cdn_proxy_trim_idle(w, TRIM_EVERY_MS);
 #endif
