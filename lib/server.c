@@ -4,9 +4,9 @@
  * ports file is written only after that (tests and `make run` treat it as the readiness signal).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <pthread.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -429,9 +429,9 @@ static void on_fill_async(uv_async_t *a)
 }
 
 #ifdef __GLIBC__
-/* One malloc_trim at a time, never while workers stop: glibc aborted at a worker's exit
- * (__malloc_arena_thread_freeres: a->attached_threads > 0) twice in the e2e suite while both workers
- * had just trimmed at the same tick. The trim walks every arena anyway; a second one adds nothing. */
+/* One malloc_trim at a time, never while workers stop: two workers whose first calls meet can both run
+ * glibc's lazy malloc initialisation (seen once under ASan as an abort at a worker's exit,
+ * __malloc_arena_thread_freeres: a->attached_threads > 0). The trim walks every arena anyway. */
 static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
 #endif
 #define TRIM_EVERY_MS    1000 /* an idle connection gives its buffers back after 1 to 2 s */
